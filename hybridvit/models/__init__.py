@@ -1,0 +1,2 @@
+"""Models: importing this package registers every hybridvit model in ``hybridvit.registry.MODELS``."""
+from .backbones import *  # noqa: F401,F403

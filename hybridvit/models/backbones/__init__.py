@@ -1,0 +1,1 @@
+"""Backbones registered as ``hybridvit.FastViT`` and ``hybridvit.MobileViT``."""
