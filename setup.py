@@ -26,7 +26,7 @@ setup(
     'segmentation and hand-mesh regression',
     long_description=read_readme(),
     long_description_content_type='text/markdown',
-    license='Apache-2.0',
+    license='MIT',
     python_requires='>=3.9',
     packages=find_packages(include=['hybridvit', 'hybridvit.*']),
     # Compatible ranges, so `pip install -e .` works inside an existing (CUDA) environment.

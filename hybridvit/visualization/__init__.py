@@ -1,0 +1,4 @@
+"""Drawing helpers for the demo."""
+from .draw import HAND_BONES, default_palette, draw_detections, draw_hand, draw_segmentation
+
+__all__ = ['HAND_BONES', 'default_palette', 'draw_detections', 'draw_hand', 'draw_segmentation']
