@@ -12,9 +12,11 @@ def test_mmcv_ops_run_on_cpu():
 
     feat = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
     roi = torch.tensor([[0., 0., 0., 4., 4.]])
-    out = RoIAlign(output_size=(1, 1), spatial_scale=1.0, sampling_ratio=2, aligned=False)(feat, roi)
-    # average over the whole 4x4 map sampled at bin centres -> the map mean
-    assert torch.allclose(out.flatten(), feat.mean().view(1), atol=1e-4)
+    out = RoIAlign(output_size=(2, 2), spatial_scale=1.0, sampling_ratio=1, aligned=True)(feat, roi)
+    # aligned: the box is shifted by -0.5 px, bin centres fall at (0.5, 0.5), (0.5, 2.5), ...:
+    # bilinear samples there are the means of the 2x2 pixel blocks
+    expected = feat.view(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(2, 2, 4).mean(-1)
+    assert torch.allclose(out.view(2, 2), expected, atol=1e-5)
 
 
 def test_versions_of_tested_stack():

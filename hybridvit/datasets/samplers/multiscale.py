@@ -116,8 +116,10 @@ def _resize_sample(sample, old_hw, new_hw):
     sy, sx = new_hw[0] / old_hw[0], new_hw[1] / old_hw[1]
     if 'gt_sem_seg' in sample:
         seg = sample.gt_sem_seg.data  # (1, H, W)
-        sample.gt_sem_seg.data = F.interpolate(
-            seg[None].float(), size=new_hw, mode='nearest')[0].to(seg.dtype)
+        resized = F.interpolate(seg[None].float(), size=new_hw, mode='nearest')[0].to(seg.dtype)
+        # PixelData checks shapes on assignment: replace the field rather than its data
+        sample.gt_sem_seg = type(sample.gt_sem_seg)(data=resized,
+                                                    metainfo=sample.gt_sem_seg.metainfo)
     if 'gt_instances' in sample:
         inst = sample.gt_instances
         if 'bboxes' in inst:

@@ -1,0 +1,56 @@
+# Quick recipe on the procedural mini-FreiHAND set (CPU-friendly). Generate the data first:
+#   python tools/dataset_converters/make_mini_freihand.py data/mini_freihand \
+#       --num-train 256 --num-eval 64 --image-size 128
+# then: python tools/train.py configs/hand/hand-mesh_fastvit-t8_mini-freihand-128.py
+_base_ = ['./_base_hand-mesh_freihand-224.py']
+
+data_root = 'data/mini_freihand'
+input_size = 128
+num_val = 32
+
+model = dict(
+    backbone=dict(type='hybridvit.FastViT', arch='t8', out_indices=(3, ), init_cfg=None),
+    head=dict(
+        in_channels=384,
+        hidden_dims=(512, ),
+        # procedural mesh faces written by the generator: enables edge / normal losses
+        faces=data_root + '/mesh_faces.json',
+        loss_weights=dict(joints=1.0, verts=1.0, keypoints_2d=0.1, edge=1.0, normal=0.1)))
+
+train_pipeline = [
+    dict(type='LoadHandImage'),
+    dict(type='HandRandomRotate', max_angle=45.0, prob=0.5),
+    dict(type='HandCropResize', out_size=input_size, center_mode='image',
+         scale_range=(0.9, 1.1), shift=0.05),
+    dict(type='HandColorJitter', brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+    dict(type='PackHandMeshInputs'),
+]
+test_pipeline = [
+    dict(type='LoadHandImage'),
+    dict(type='HandCropResize', out_size=input_size, center_mode='image'),
+    dict(type='PackHandMeshInputs'),
+]
+train_dataloader = dict(
+    batch_size=16, num_workers=2,
+    dataset=dict(data_root=data_root, num_val=num_val, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=16, num_workers=2,
+    dataset=dict(data_root=data_root, num_val=num_val, pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=16, num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_evaluator = dict(type='HandMeshMetric', outfile_prefix='work_dirs/mini_freihand_eval/')
+
+max_iters = 1500
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=500)
+optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.01))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=1e-5, by_epoch=False, begin=0,
+         end=max_iters),
+]
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)

@@ -1,0 +1,17 @@
+# MobileViT-S + MANO-free regression head on FreiHAND.
+_base_ = ['./_base_hand-mesh_freihand-224.py']
+
+model = dict(
+    # MobileViT was pretrained on RGB in [0, 1]: mean 0, std 255.
+    data_preprocessor=dict(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0], bgr_to_rgb=True),
+    backbone=dict(
+        _delete_=True,
+        type='hybridvit.MobileViT',
+        arch='s',
+        out_indices=(4, ),
+        final_expansion=True,  # L5 output through the 1x1 expansion conv: 640 channels
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/timm/mobilevit_s.cvnets_in1k/resolve/main/'
+            'model.safetensors')),
+    head=dict(in_channels=640))

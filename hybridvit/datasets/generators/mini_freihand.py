@@ -1,0 +1,351 @@
+"""Procedural mini-FreiHAND: a small synthetic data set in the real FreiHAND layout.
+
+FreiHAND (Zimmermann et al., ICCV 2019, https://arxiv.org/abs/1909.04349) cannot be downloaded
+here, so tests and the quick recipe use this generator. It writes exactly the files
+:class:`hybridvit.datasets.FreiHANDDataset` reads (``training/rgb/%08d.jpg``, ``training_K.json``,
+``training_xyz.json``, ``training_verts.json``, ``training_mano.json``, ``training_scale.json``,
+the same for ``evaluation``), plus ``mesh_faces.json`` for the procedural mesh.
+
+The hand is an articulated kinematic chain with 21 joints in FreiHAND order (wrist, then thumb,
+index, middle, ring, pinky, each root to tip) with random plausible flexion / abduction and a
+random global rotation. Its 778-point surface is 15 tapered tubes (one per phalanx, 6 rings x 8
+points) plus a palm ellipsoid (58 points), every vertex bound to a fixed bone. Images are the
+projected hand drawn as shaded capsules and a palm polygon over crops of the photographs bundled
+in the scikit-image wheel. Appearance versions share the geometry and differ in skin tone,
+lighting and background (like FreiHAND's four versions).
+
+NOTE: ``*_mano.json`` holds placeholders (zero pose / shape, the projected root ``uv`` and the
+reference-bone scale): the procedural hand has no MANO parameters.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+#: FreiHAND counts.
+NUM_JOINTS = 21
+NUM_VERTS = 778
+# FreiHAND joint order: 0 wrist; thumb 1-4; index 5-8; middle 9-12; ring 13-16; pinky 17-20.
+FINGER_NAMES = ('thumb', 'index', 'middle', 'ring', 'pinky')
+
+# Hand-local frame (metres, right hand): x radial (thumb side), y along the fingers, z out of
+# the back of the hand (the palm faces -z). Finger base joints (thumb CMC / finger MCP).
+_BASES = np.array([[0.022, 0.025, -0.012], [0.026, 0.085, 0.0], [0.006, 0.090, 0.0],
+                   [-0.013, 0.086, 0.0], [-0.030, 0.076, 0.0]])
+_DIRS = np.array([[0.75, 0.60, -0.28], [0.10, 1.0, 0.0], [0.0, 1.0, 0.0], [-0.08, 1.0, 0.0],
+                  [-0.18, 1.0, 0.0]])
+_LENGTHS = np.array([[0.040, 0.032, 0.026], [0.042, 0.025, 0.021], [0.047, 0.029, 0.022],
+                     [0.043, 0.027, 0.021], [0.034, 0.021, 0.019]])
+_RADII = np.array([[0.0115, 0.0100, 0.0085], [0.0095, 0.0085, 0.0075],
+                   [0.0098, 0.0088, 0.0078], [0.0093, 0.0083, 0.0073],
+                   [0.0085, 0.0076, 0.0068]])
+_TUBE_RINGS, _TUBE_SEGS = 6, 8
+_PALM_RINGS, _PALM_SEGS = 7, 8  # + 2 poles -> 58 vertices
+_PALM_CENTRE = np.array([0.0, 0.045, -0.002])
+_PALM_AXES = np.array([0.040, 0.052, 0.013])
+
+_SKIN_TONES = np.array([[190, 205, 235], [140, 170, 215], [95, 125, 170], [60, 80, 115]],
+                       dtype=np.float64)  # BGR
+_BACKGROUNDS = ('astronaut', 'brick', 'camera', 'chelsea', 'coffee', 'coins', 'grass', 'gravel',
+                'horse', 'rocket', 'retina', 'hubble_deep_field', 'motorcycle_left')
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rodrigues rotation matrix (3, 3) about a unit axis."""
+    axis = _unit(np.asarray(axis, dtype=np.float64))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """Uniformly distributed rotation matrix (from a random unit quaternion)."""
+    q = _unit(rng.normal(size=4))
+    w, x, y, z = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def procedural_hand_faces() -> np.ndarray:
+    """Triangle faces (F, 3) of the procedural 778-vertex mesh (orientation not enforced)."""
+    faces = []
+    ring = _TUBE_SEGS
+    for bone in range(15):
+        base = bone * _TUBE_RINGS * _TUBE_SEGS
+        for i in range(_TUBE_RINGS - 1):
+            for j in range(ring):
+                a = base + i * ring + j
+                b = base + i * ring + (j + 1) % ring
+                c = base + (i + 1) * ring + j
+                d = base + (i + 1) * ring + (j + 1) % ring
+                faces += [[a, b, c], [b, d, c]]
+    base = 15 * _TUBE_RINGS * _TUBE_SEGS
+    north, south = base + _PALM_RINGS * _PALM_SEGS, base + _PALM_RINGS * _PALM_SEGS + 1
+    for i in range(_PALM_RINGS - 1):
+        for j in range(_PALM_SEGS):
+            a = base + i * _PALM_SEGS + j
+            b = base + i * _PALM_SEGS + (j + 1) % _PALM_SEGS
+            c = base + (i + 1) * _PALM_SEGS + j
+            d = base + (i + 1) * _PALM_SEGS + (j + 1) % _PALM_SEGS
+            faces += [[a, b, c], [b, d, c]]
+    last = base + (_PALM_RINGS - 1) * _PALM_SEGS
+    for j in range(_PALM_SEGS):
+        jn = (j + 1) % _PALM_SEGS
+        faces.append([north, base + jn, base + j])
+        faces.append([south, last + j, last + jn])
+    return np.asarray(faces, dtype=np.int64)
+
+
+def sample_hand_pose(rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """Random plausible articulation in the hand-local frame.
+
+    Returns:
+        dict: ``joints`` (21, 3) metres, ``verts`` (778, 3) metres, ``bones`` list of
+        (parent_joint, child_joint, radius) for drawing, ``palm`` (58, 3).
+    """
+    size = rng.uniform(0.88, 1.12)
+    grasp = rng.uniform(0.0, 1.0)  # shared curl so that poses look coordinated
+    normal = np.array([0.0, 0.0, 1.0])
+    joints = np.zeros((NUM_JOINTS, 3))
+    verts: List[np.ndarray] = []
+    bones: List[Tuple[int, int, float]] = []
+    t = np.linspace(0.0, 1.0, _TUBE_RINGS)  # ring positions along a bone
+    phi = 2 * np.pi * np.arange(_TUBE_SEGS) / _TUBE_SEGS
+    for f in range(5):
+        d0 = _unit(_DIRS[f])
+        if f == 0:
+            spread = rng.uniform(-0.25, 0.35)  # thumb opposition
+            d0 = _axis_angle(np.array([0.0, 1.0, 0.0]), spread) @ d0
+            curl = np.clip(grasp + rng.normal(0, 0.25), 0, 1)
+            angles = curl * np.array([0.35, 0.7, 0.9]) + rng.uniform(-0.1, 0.15, 3)
+        else:
+            d0 = _axis_angle(normal, rng.uniform(-0.15, 0.15)) @ d0
+            curl = np.clip(grasp + rng.normal(0, 0.3), 0, 1)
+            mcp = curl * 1.4 + rng.uniform(-0.25, 0.1)
+            pip = curl * 1.6 + rng.uniform(0.0, 0.2)
+            angles = np.array([mcp, pip, 0.7 * pip + rng.uniform(-0.1, 0.1)])
+        # flexion axis: rotating d0 by -angle about it bends the finger towards the palm (-z)
+        axis = _unit(np.cross(d0, normal))
+        p = _BASES[f].copy()
+        jid = 1 + 4 * f
+        joints[jid] = p
+        total = 0.0
+        for k in range(3):
+            total += angles[k]
+            d = _axis_angle(axis, -total) @ d0
+            q = p + _LENGTHS[f, k] * d
+            joints[jid + k + 1] = q
+            b = _unit(np.cross(d, axis))
+            radius = _RADII[f, k] * (1.0 - 0.12 * t)  # (rings,)
+            # ring points: (rings, segs, 3)
+            ring = (p[None, None] + (t[:, None, None] * _LENGTHS[f, k]) * d[None, None]
+                    + radius[:, None, None] * (np.cos(phi)[None, :, None] * axis[None, None]
+                                               + np.sin(phi)[None, :, None] * b[None, None]))
+            verts.append(ring.reshape(-1, 3))  # (rings * segs, 3)
+            bones.append((jid + k, jid + k + 1, _RADII[f, k]))
+            p = q
+    theta = np.pi * np.arange(1, _PALM_RINGS + 1) / (_PALM_RINGS + 1)
+    pphi = 2 * np.pi * np.arange(_PALM_SEGS) / _PALM_SEGS
+    ell = np.stack([np.sin(theta)[:, None] * np.cos(pphi)[None],
+                    np.cos(theta)[:, None] * np.ones_like(pphi)[None],
+                    np.sin(theta)[:, None] * np.sin(pphi)[None]], axis=-1)  # (rings, segs, 3)
+    palm = _PALM_CENTRE + _PALM_AXES * ell.reshape(-1, 3)  # (rings * segs, 3)
+    poles = _PALM_CENTRE + _PALM_AXES * np.array([[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]])
+    palm = np.concatenate([palm, poles], axis=0)  # (58, 3)
+    verts.append(palm)
+    verts = np.concatenate(verts, axis=0) * size
+    if verts.shape[0] != NUM_VERTS:
+        raise RuntimeError(f'procedural mesh has {verts.shape[0]} vertices, expected {NUM_VERTS}')
+    return dict(joints=joints * size, verts=verts, bones=bones, palm_slice=slice(720, 778))
+
+
+def _load_backgrounds() -> List[np.ndarray]:
+    """The photographs bundled in the scikit-image wheel, as BGR uint8 (no network fetch)."""
+    import skimage.data as skd
+    images = []
+    for name in _BACKGROUNDS:
+        if name == 'motorcycle_left':
+            img = skd.stereo_motorcycle()[0]
+        else:
+            img = getattr(skd, name)()
+        img = np.asarray(img)
+        if img.dtype == bool:
+            img = img.astype(np.uint8) * 255
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=-1)
+        images.append(np.ascontiguousarray(img[..., :3][..., ::-1]).astype(np.uint8))
+    return images
+
+
+def _background(rng: np.random.Generator, images: List[np.ndarray], size: int) -> np.ndarray:
+    img = images[rng.integers(len(images))]
+    h, w = img.shape[:2]
+    side = int(rng.uniform(0.3, 1.0) * min(h, w))
+    y0 = rng.integers(0, h - side + 1)
+    x0 = rng.integers(0, w - side + 1)
+    crop = img[y0:y0 + side, x0:x0 + side]
+    crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    gain = rng.uniform(0.6, 1.2, size=3)
+    return np.clip(crop.astype(np.float64) * gain, 0, 255)
+
+
+def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.ndarray,
+            K: np.ndarray, backgrounds: List[np.ndarray], size: int, version: int) -> np.ndarray:
+    """Draw the posed hand (camera frame) over a background crop; returns BGR uint8."""
+    img = _background(rng, backgrounds, size)
+    skin = _SKIN_TONES[version % len(_SKIN_TONES)] * rng.uniform(0.85, 1.15, size=3)
+    light = rng.uniform(0.8, 1.2)
+
+    def project(x):
+        uv = (K @ x.T).T
+        return uv[:, :2] / uv[:, 2:3]
+
+    uv_j = project(joints)
+    f = K[0, 0]
+    z_min, z_max = joints[:, 2].min(), joints[:, 2].max()
+
+    def shade(z):
+        return float(np.clip(light * (1.15 - 0.5 * (z - z_min) / max(z_max - z_min, 1e-3)),
+                             0.45, 1.3))
+
+    items = []  # (depth, kind, payload)
+    palm = verts[pose['palm_slice']]
+    items.append((palm[:, 2].mean(), 'palm', None))
+    for a, b, r in pose['bones']:
+        items.append(((joints[a, 2] + joints[b, 2]) / 2, 'bone', (a, b, r)))
+    scale = 8  # sub-pixel precision for the drawing calls
+    for depth, kind, payload in sorted(items, key=lambda x: -x[0]):
+        colour = np.clip(skin * shade(depth), 0, 255)
+        if kind == 'palm':
+            hull = cv2.convexHull(np.round(project(palm) * scale).astype(np.int32))
+            cv2.fillConvexPoly(img, hull, colour.tolist(), cv2.LINE_AA, 3)
+            continue
+        a, b, r = payload
+        thick = max(int(round(2 * r * f * pose['size'] / depth)), 1)
+        pa = tuple(int(v) for v in np.round(uv_j[a] * scale))
+        pb = tuple(int(v) for v in np.round(uv_j[b] * scale))
+        cv2.line(img, pa, pb, colour.tolist(), thick, cv2.LINE_AA, 3)
+        cv2.circle(img, pb, scale * thick // 2, colour.tolist(), -1, cv2.LINE_AA, 3)
+        highlight = np.clip(colour * 1.18 + 10, 0, 255)
+        cv2.line(img, pa, pb, highlight.tolist(), max(thick // 3, 1), cv2.LINE_AA, 3)
+        if b % 4 == 0:  # fingertip: a lighter nail spot
+            nail = np.clip(colour * 0.6 + 90, 0, 255)
+            cv2.circle(img, pb, max(scale * thick // 5, scale), nail.tolist(), -1, cv2.LINE_AA, 3)
+    img += rng.normal(0, 3.0, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def sample_scene(rng: np.random.Generator, image_size: int) -> Dict[str, np.ndarray]:
+    """One hand in the camera frame: joints (21, 3), verts (778, 3), K (3, 3), pose info."""
+    pose = sample_hand_pose(rng)
+    size = float(np.linalg.norm(pose['joints'][10] - pose['joints'][9]) / _LENGTHS[2, 0])
+    pose['size'] = size
+    rot = _random_rotation(rng)
+    focal = 500.0 * image_size / 224.0 * rng.uniform(0.9, 1.1)
+    cx = image_size / 2 + rng.uniform(-2, 2) * image_size / 224.0
+    cy = image_size / 2 + rng.uniform(-2, 2) * image_size / 224.0
+    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+    depth = rng.uniform(0.5, 0.8)
+    centre_uv = np.array([cx, cy]) + rng.uniform(-0.08, 0.08, size=2) * image_size
+    centre = np.array([(centre_uv[0] - cx) * depth / focal, (centre_uv[1] - cy) * depth / focal,
+                       depth])
+    local_centre = pose['verts'].mean(0)
+    joints = (pose['joints'] - local_centre) @ rot.T + centre
+    verts = (pose['verts'] - local_centre) @ rot.T + centre
+    return dict(joints=joints, verts=verts, K=K, pose=pose)
+
+
+def _round(x: np.ndarray) -> list:
+    return np.round(np.asarray(x, dtype=np.float64), 6).tolist()
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _make_split(out_dir: str, split: str, num: int, num_versions: int, seed: int,
+                image_size: int, backgrounds: List[np.ndarray], verbose: bool) -> None:
+    rgb_dir = osp.join(out_dir, split, 'rgb')
+    os.makedirs(rgb_dir, exist_ok=True)
+    split_code = 0 if split == 'training' else 1
+    anns = dict(K=[], xyz=[], verts=[], mano=[], scale=[])
+    for idx in range(num):
+        rng = np.random.default_rng([seed, split_code, idx])
+        scene = sample_scene(rng, image_size)
+        joints, verts, K = scene['joints'], scene['verts'], scene['K']
+        bone_scale = float(np.linalg.norm(joints[9] - joints[10]))
+        root_uv = (K @ joints[0])[:2] / joints[0, 2]
+        anns['K'].append(_round(K))
+        anns['xyz'].append(_round(joints))
+        anns['verts'].append(_round(verts))
+        anns['scale'].append(round(bone_scale, 6))
+        anns['mano'].append([[0.0] * 58 + _round(root_uv) + [round(bone_scale, 6)]])
+        for version in range(num_versions):
+            vrng = np.random.default_rng([seed, split_code, idx, version + 1])
+            img = _render(vrng, scene['pose'], joints, verts, K, backgrounds, image_size, version)
+            path = osp.join(rgb_dir, '%08d.jpg' % (idx + num * version))
+            if not cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+                raise OSError(f'could not write {path}')
+        if verbose and ((idx + 1) % 50 == 0 or idx + 1 == num):
+            print(f'[mini-freihand] {split}: {idx + 1}/{num} samples '
+                  f'({(idx + 1) * num_versions} images)', flush=True)
+    for key, value in anns.items():
+        _write_json(osp.join(out_dir, f'{split}_{key}.json'), value)
+
+
+def make_mini_freihand(out_dir: str, num_train: int = 256, num_eval: int = 64, seed: int = 0,
+                       image_size: int = 224, num_versions: int = 4,
+                       verbose: bool = True) -> Dict[str, int]:
+    """Write a procedural data set in the FreiHAND layout to ``out_dir``.
+
+    Args:
+        out_dir (str): output directory (created).
+        num_train (int): training samples per appearance version (FreiHAND: 32560).
+        num_eval (int): evaluation samples (FreiHAND: 3960).
+        seed (int): random seed; the same seed gives byte-identical annotations and images.
+        image_size (int): square image side in pixels (focal length scales with it).
+        num_versions (int): appearance versions of the training images, 1-4.
+        verbose (bool): print progress.
+
+    Returns:
+        dict: ``num_train``, ``num_eval``, ``num_versions`` (pass ``num_train`` as the dataset's
+        ``num_samples`` when reading the training split).
+    """
+    for name, value in (('num_train', num_train), ('num_eval', num_eval),
+                        ('image_size', image_size)):
+        if int(value) != value or value < (16 if name == 'image_size' else 0):
+            raise ValueError(f'{name} must be a non-negative integer (image_size >= 16), '
+                             f'got {value!r}')
+    if not 1 <= num_versions <= 4:
+        raise ValueError(f'num_versions must be in 1..4, got {num_versions}')
+    os.makedirs(out_dir, exist_ok=True)
+    backgrounds = _load_backgrounds()
+    _make_split(out_dir, 'training', num_train, num_versions, seed, image_size, backgrounds,
+                verbose)
+    _make_split(out_dir, 'evaluation', num_eval, 1, seed, image_size, backgrounds, verbose)
+    _write_json(osp.join(out_dir, 'mesh_faces.json'), procedural_hand_faces().tolist())
+    info = dict(num_train=num_train, num_eval=num_eval, num_versions=num_versions,
+                image_size=image_size, seed=seed)
+    _write_json(osp.join(out_dir, 'mini_freihand_info.json'), info)
+    if verbose:
+        print(f'[mini-freihand] wrote {num_train} x {num_versions} training and {num_eval} '
+              f'evaluation samples to {out_dir}', flush=True)
+    return info
+
+
+def load_mesh_faces(path: str) -> Optional[np.ndarray]:
+    """Read ``mesh_faces.json`` written by :func:`make_mini_freihand` as an (F, 3) int array."""
+    with open(path) as f:
+        return np.asarray(json.load(f), dtype=np.int64)

@@ -1,0 +1,318 @@
+"""MobileViT v1 backbone for dense prediction (mmdet / mmseg).
+
+Paper: "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer",
+Mehta & Rastegari, ICLR 2022, https://arxiv.org/abs/2110.02178.
+Original code: https://github.com/apple/ml-cvnets; the architecture and parameter layout match
+timm's ``mobilevit_xxs/xs/s`` (https://github.com/huggingface/pytorch-image-models), so timm
+and cvnets weights load after key conversion
+(:mod:`hybridvit.models.utils.mobilevit_converters`). Written from scratch for hybridvit.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from hybridvit.registry import MODELS
+from ..layers.conv_bn import ConvNormAct
+from ..layers.mobilevit_block import InvertedResidual, MobileViTBlock
+from ..utils.checkpoint import (CheckpointMismatchError, load_state_dict_strictly,
+                                read_state_dict)
+from ..utils.mobilevit_converters import convert_mobilevit_state_dict, fuse_bn_state_dict
+from ..utils.reparameterize import reparameterize_model
+
+__all__ = ['MobileViT']
+
+_REQUIRED_ARCH_KEYS = ('channels', 'transformer_dims', 'depths', 'expand_ratio',
+                       'final_channels')
+_OPTIONAL_ARCH_KEYS = dict(stem_channels=16, num_heads=4, mlp_ratio=2.0, patch_size=2)
+
+
+@MODELS.register_module()
+class MobileViT(BaseModule):
+    """MobileViT v1 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
+
+    Paper: https://arxiv.org/abs/2110.02178. Stem: 3x3 stride-2 conv-BN-SiLU (16 ch). L1: one
+    MV2 (inverted residual) block; L2: three MV2 blocks, the first with stride 2; L3-L5: a
+    stride-2 MV2 block followed by a :class:`MobileViTBlock` (transformer over 2x2 patches,
+    4 heads, FFN ratio 2, pre-norm LayerNorm). ``final_expansion`` appends the 1x1 conv-BN-SiLU
+    expansion (320 / 384 / 640 ch) to L5's output, which is what timm's ``features_only``
+    model returns as its last feature (module ``final_conv``); the first four outputs equal
+    timm's ``stages.0``..``stages.3`` features.
+
+    Inputs are RGB scaled to [0, 1] without mean/std (i.e. ``mean=[0, 0, 0],
+    std=[255, 255, 255]`` on 0-255 images), as in the pretraining; configs set this. Any input
+    size works: the MobileViT blocks resize maps that are not a multiple of the patch size.
+
+    Args:
+        arch: ``'xxs'``, ``'xs'``, ``'s'`` or a dict with keys ``channels`` (5 ints, L1..L5),
+            ``transformer_dims`` (3 ints, L3..L5), ``depths`` (3 ints), ``expand_ratio``,
+            ``final_channels`` and optionally ``stem_channels`` (16), ``num_heads`` (4),
+            ``mlp_ratio`` (2.0), ``patch_size`` (2).
+        out_indices: stages to output, 0 = L1 (stride 2) ... 4 = L5 (stride 32); negative
+            indices count from the end. Stages after the last requested one are not computed.
+        output_stride: 32, 16 or 8. For 16 (8) the stride-2 MV2 block of L5 (and L4) gets
+            stride 1 and the following 3x3 convs are dilated (2, then 4), as in cvnets'
+            DeepLabv3 and timm's ``output_stride``: the MV2 depthwise conv keeps the
+            preceding dilation, the MobileViT block's local 3x3 conv takes the new one.
+        final_expansion: apply the final 1x1 expansion conv to the L5 output (turn off for
+            DeepLabv3, as cvnets does; its weights are then ignored when loading).
+        frozen_stages: ``-1`` freezes nothing; ``i >= 0`` freezes the stem and L1..L(i)
+            (so ``0`` = stem only, ``5`` = everything incl. the final expansion): their
+            parameters get ``requires_grad=False`` and their modules stay in eval mode.
+        norm_eval: keep all BatchNorm layers in eval mode while training (frozen statistics).
+        with_cp: gradient checkpointing per block (saves memory, costs a recomputation).
+        drop_rate: dropout in the transformer layers (cvnets: 0.05 for xxs, 0.1 otherwise,
+            at ImageNet pretraining).
+        attn_drop_rate: dropout on the attention weights.
+        deploy: build BN-free convs (load fused state dicts, or unfused ones: they are fused
+            while loading).
+        init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads timm, cvnets or
+            hybridvit weights (``.pth``/``.pt``/``.safetensors``, path or URL) through
+            :func:`convert_mobilevit_state_dict`; any other init_cfg is handled by mmengine.
+    """
+
+    arch_zoo = {
+        'xxs': dict(channels=(16, 24, 48, 64, 80), transformer_dims=(64, 80, 96),
+                    depths=(2, 4, 3), expand_ratio=2.0, final_channels=320),
+        'xs': dict(channels=(32, 48, 64, 80, 96), transformer_dims=(96, 120, 144),
+                   depths=(2, 4, 3), expand_ratio=4.0, final_channels=384),
+        's': dict(channels=(32, 64, 96, 128, 160), transformer_dims=(144, 192, 240),
+                  depths=(2, 4, 3), expand_ratio=4.0, final_channels=640),
+    }
+    num_stages = 5
+    _mv2_blocks = (1, 3, 1, 1, 1)  # MV2 blocks per stage (L3-L5 add one MobileViT block)
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 's',
+                 out_indices: Sequence[int] = (1, 2, 3, 4),
+                 output_stride: int = 32,
+                 final_expansion: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0,
+                 deploy: bool = False,
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        self.out_indices = self._parse_out_indices(out_indices)
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages}], '
+                             f'got {frozen_stages!r}')
+        self.output_stride = output_stride
+        self.final_expansion = final_expansion
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = deploy
+
+        cfg = self.arch_settings
+        act = nn.SiLU
+        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, act_layer=act,
+                                deploy=deploy)
+        in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
+        self.stages = nn.ModuleList()
+        self.out_strides: List[int] = []
+        stage_channels = []
+        for i, out_ch in enumerate(cfg['channels']):
+            stride = 1 if i == 0 else 2
+            prev_dilation = dilation
+            if stride > 1 and net_stride >= output_stride:
+                dilation *= stride
+                stride = 1
+            net_stride *= stride
+            blocks = []
+            for j in range(self._mv2_blocks[i]):
+                blocks.append(InvertedResidual(
+                    in_ch, out_ch, stride=stride if j == 0 else 1,
+                    expand_ratio=cfg['expand_ratio'],
+                    dilation=prev_dilation if j == 0 else dilation, act_layer=act,
+                    deploy=deploy))
+                in_ch = out_ch
+            if i >= 2:
+                blocks.append(MobileViTBlock(
+                    out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
+                    num_heads=cfg['num_heads'], mlp_ratio=cfg['mlp_ratio'],
+                    patch_size=cfg['patch_size'], dilation=dilation, act_layer=act,
+                    drop=drop_rate, attn_drop=attn_drop_rate, deploy=deploy))
+            self.stages.append(nn.Sequential(*blocks))
+            self.out_strides.append(net_stride)
+            stage_channels.append(out_ch)
+        if final_expansion:
+            self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, act_layer=act,
+                                          deploy=deploy)
+            stage_channels[-1] = cfg['final_channels']
+        else:
+            self.final_conv = None
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self.out_strides = [self.out_strides[i] for i in self.out_indices]
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ construction helpers
+    def _parse_arch(self, arch: Union[str, Dict]) -> Dict:
+        if isinstance(arch, str):
+            if arch not in self.arch_zoo:
+                raise ValueError(f'unknown MobileViT arch {arch!r}; expected one of '
+                                 f'{sorted(self.arch_zoo)} or a dict')
+            arch = self.arch_zoo[arch]
+        if not isinstance(arch, dict):
+            raise ValueError(f'arch must be a str or dict, got {type(arch).__name__}')
+        missing = [k for k in _REQUIRED_ARCH_KEYS if k not in arch]
+        unknown = [k for k in arch if k not in _REQUIRED_ARCH_KEYS + tuple(_OPTIONAL_ARCH_KEYS)]
+        if missing or unknown:
+            raise ValueError(f'arch dict: missing keys {missing}, unknown keys {unknown}; '
+                             f'expected {list(_REQUIRED_ARCH_KEYS)} and optionally '
+                             f'{list(_OPTIONAL_ARCH_KEYS)}')
+        settings = {**_OPTIONAL_ARCH_KEYS, **copy.deepcopy(arch)}
+        for key, length in (('channels', 5), ('transformer_dims', 3), ('depths', 3)):
+            if len(settings[key]) != length:
+                raise ValueError(f'arch {key!r} needs {length} values, got {settings[key]!r}')
+        for dim in settings['transformer_dims']:
+            if dim % settings['num_heads']:
+                raise ValueError(f'arch transformer_dims {settings["transformer_dims"]} must be '
+                                 f'divisible by num_heads={settings["num_heads"]}')
+        return settings
+
+    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        if not isinstance(out_indices, (list, tuple)) or not out_indices:
+            raise ValueError(f'out_indices must be a non-empty int sequence, got {out_indices!r}')
+        result = []
+        for idx in out_indices:
+            if not isinstance(idx, int) or not -self.num_stages <= idx < self.num_stages:
+                raise ValueError(f'invalid out_indices entry {idx!r} in {tuple(out_indices)}: '
+                                 f'expected ints in [-{self.num_stages}, {self.num_stages - 1}] '
+                                 f'(0 = L1 ... {self.num_stages - 1} = L5)')
+            idx %= self.num_stages
+            if idx in result:
+                raise ValueError(f'out_indices {tuple(out_indices)} name stage {idx} twice')
+            result.append(idx)
+        return tuple(sorted(result))
+
+    # ------------------------------------------------------------------ forward
+    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and self.training and x.requires_grad:
+            return cp.checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
+        outs = []
+        x = self._run(self.stem, x)
+        last = self.out_indices[-1]
+        for i in range(last + 1):
+            for block in self.stages[i]:
+                x = self._run(block, x)
+            if i in self.out_indices:
+                if i == self.num_stages - 1 and self.final_conv is not None:
+                    outs.append(self._run(self.final_conv, x))
+                else:
+                    outs.append(x)
+        return tuple(outs)
+
+    # ------------------------------------------------------------------ training behaviour
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.stem] + list(self.stages[:self.frozen_stages])
+        if self.frozen_stages == self.num_stages and self.final_conv is not None:
+            modules.append(self.final_conv)
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'MobileViT':
+        """Set train/eval mode, then re-freeze frozen stages and (``norm_eval``) all BN."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    # ------------------------------------------------------------------ deployment
+    def switch_to_deploy(self) -> None:
+        """Fold every BatchNorm into its preceding conv (in place, idempotent).
+
+        MobileViT v1 has only single-branch conv-BN(-act) units, so this is plain BN folding;
+        outputs are unchanged in eval mode.
+        """
+        reparameterize_model(self, inplace=True)
+        self.deploy = True
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` weights (``type='Pretrained'``) or initialise from scratch."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            checkpoint = cfg.get('checkpoint')
+            if not checkpoint:
+                raise ValueError(f"init_cfg of type 'Pretrained' needs a 'checkpoint', got {cfg}")
+            self.load_pretrained(checkpoint, prefix=cfg.get('prefix'))
+            self._is_init = True
+            return
+        if cfg is None:
+            # no sub-module has an init_cfg of its own: initialise here and skip mmengine's
+            # per-parameter init report
+            if not self._is_init:
+                self._init_from_scratch()
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def _init_from_scratch(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.LayerNorm, _BatchNorm)):
+                if module.weight is not None:
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
+        """Read, convert and strictly load a timm / cvnets / hybridvit MobileViT checkpoint.
+
+        Classifier keys are dropped (and logged); the final expansion's keys too when
+        ``final_expansion=False``. A ``deploy=True`` model accepts unfused weights (BN is
+        folded while loading) and fused ones.
+
+        Raises:
+            CheckpointMismatchError: on missing / unexpected / mis-shaped keys.
+            ValueError: if the checkpoint layout is not a MobileViT v1 one.
+        """
+        state_dict = read_state_dict(checkpoint, prefix=prefix)
+        try:
+            converted, dropped = convert_mobilevit_state_dict(state_dict)
+        except ValueError as err:
+            raise CheckpointMismatchError(f'{checkpoint}: {err}') from err
+        if self.final_conv is None:
+            for key in [k for k in converted if k.startswith('final_conv.')]:
+                del converted[key]
+                dropped.append(key)
+        has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
+        if self.deploy and has_bn:
+            converted = fuse_bn_state_dict(converted)
+        elif not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
+            raise CheckpointMismatchError(
+                f'{checkpoint} holds BN-fused (deploy) weights: build MobileViT with '
+                f'deploy=True to load it')
+        load_state_dict_strictly(self, converted, source=str(checkpoint), dropped=dropped)

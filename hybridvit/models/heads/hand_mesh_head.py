@@ -1,0 +1,273 @@
+"""Regression head for 3D hand mesh recovery from a single RGB crop.
+
+FastViT (Vasu et al., "FastViT: A Fast Hybrid Vision Transformer using Structural
+Reparameterization", ICCV 2023, https://arxiv.org/abs/2303.14189) reports FreiHAND results with a
+simple regression module on its features predicting a weak-perspective camera and MANO
+pose/shape; the Apple code (https://github.com/apple/ml-fastvit) does not include that module.
+This head is our own design in that spirit: global pooling of one or more backbone features, an
+MLP, and either
+
+* MANO-free (default): 21 root-relative joints and 778 vertices regressed directly, or
+* MANO mode: global orientation, hand pose, shape -> :class:`MANOLayer` -> joints / vertices,
+
+plus a weak-perspective camera ``(s, tx, ty)`` that maps root-relative 3D joints onto the
+normalised crop (``[-1, 1]`` across the input image): ``uv_norm = s * xy + (tx, ty)``.
+Losses: L1 on joints, L1 on vertices, L1 on the reprojected 2D keypoints, and, when mesh faces
+are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee, ECCV 2020,
+https://arxiv.org/abs/2008.03713).
+"""
+import json
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.structures import BaseDataElement
+
+from hybridvit.registry import MODELS
+from .mano import MANOLayer
+
+_DEFAULT_LOSS_WEIGHTS = dict(joints=1.0, verts=1.0, keypoints_2d=0.1, edge=1.0, normal=0.1,
+                             betas=1e-3)
+
+
+def _load_faces(faces) -> Optional[np.ndarray]:
+    if faces is None:
+        return None
+    if isinstance(faces, str):
+        if faces.endswith('.npy'):
+            faces = np.load(faces)
+        else:
+            with open(faces) as f:
+                faces = json.load(f)
+    faces = np.asarray(faces, dtype=np.int64)
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f'faces must have shape (F, 3), got {faces.shape}')
+    return faces
+
+
+def _unique_edges(faces: np.ndarray) -> np.ndarray:
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=0)
+    return np.unique(np.sort(edges, axis=1), axis=0)  # (E, 2)
+
+
+def _stack(data_samples: Sequence[BaseDataElement], key: str, device) -> torch.Tensor:
+    values = []
+    for ds in data_samples:
+        if key not in ds:
+            raise KeyError(f'data sample has no {key!r} (needed for the hand mesh loss)')
+        values.append(torch.as_tensor(ds.get(key)))
+    return torch.stack(values).to(device=device, dtype=torch.float32)
+
+
+@MODELS.register_module()
+class HandMeshHead(BaseModule):
+    """Global-pool + MLP hand mesh regressor with a weak-perspective camera.
+
+    Paper context: https://arxiv.org/abs/2303.14189 (FastViT, hand mesh estimation section).
+
+    Args:
+        in_channels (int | Sequence[int]): channels of the used backbone feature(s).
+        in_index (int | Sequence[int]): which backbone outputs to pool (several are
+            concatenated, i.e. multi-scale). Defaults to -1 (last).
+        num_joints (int): joints (MANO-free mode). Defaults to 21.
+        num_verts (int): vertices (MANO-free mode). Defaults to 778.
+        hidden_dims (Sequence[int]): MLP hidden sizes. Defaults to (1024,).
+        dropout (float): dropout before the output layer. Defaults to 0.
+        cam_scale_init (float): weak-perspective scale at initialisation (normalised crop units
+            per metre; about 2 f / (W Z)). Defaults to 8.
+        coord_scale (float): metres per unit of the raw 3D regression outputs. Defaults to 0.1.
+        loss_weights (dict, optional): weights for ``joints``, ``verts``, ``keypoints_2d``,
+            ``edge``, ``normal`` (edge / normal only with faces) and ``betas`` (MANO mode).
+        faces (str | array, optional): (F, 3) mesh faces (array, ``.npy`` or ``.json`` file)
+            enabling the edge / normal losses in MANO-free mode (MANO mode uses MANO's faces).
+        mano_model_path (str, optional): MANO ``.pkl``; switches to MANO mode.
+        mano_cfg (dict, optional): extra :class:`MANOLayer` arguments (``num_pca_comps``, ...).
+        init_cfg (dict, optional): mmengine initialisation config.
+    """
+
+    def __init__(self, in_channels: Union[int, Sequence[int]],
+                 in_index: Union[int, Sequence[int]] = -1, num_joints: int = 21,
+                 num_verts: int = 778, hidden_dims: Sequence[int] = (1024,),
+                 dropout: float = 0.0, cam_scale_init: float = 8.0, coord_scale: float = 0.1,
+                 loss_weights: Optional[dict] = None, faces=None,
+                 mano_model_path: Optional[str] = None, mano_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        multi = isinstance(in_index, (list, tuple))
+        self.in_index = list(in_index) if multi else [in_index]
+        in_channels = list(in_channels) if isinstance(in_channels, (list, tuple)) else [
+            in_channels]
+        if len(in_channels) != len(self.in_index):
+            raise ValueError(f'in_channels {in_channels} and in_index {self.in_index} must have '
+                             'the same length')
+        unknown = set(loss_weights or {}) - set(_DEFAULT_LOSS_WEIGHTS)
+        if unknown:
+            raise ValueError(f'unknown loss_weights keys {sorted(unknown)}; expected a subset '
+                             f'of {sorted(_DEFAULT_LOSS_WEIGHTS)}')
+        self.loss_weights = {**_DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        self.cam_scale_init = float(cam_scale_init)
+        self.coord_scale = float(coord_scale)
+
+        self.mano = None
+        if mano_model_path is not None:
+            self.mano = MANOLayer(mano_model_path, **(mano_cfg or {}))
+            num_verts = self.mano.v_template.shape[0]
+            num_joints = int(self.mano.joint_order.numel())
+            faces = self.mano.faces.cpu().numpy()
+            self.param_dims = dict(global_orient=3, hand_pose=self.mano.hand_pose_dim,
+                                   betas=self.mano.num_betas)
+            out_dim = sum(self.param_dims.values())
+        else:
+            if num_joints <= 0 or num_verts <= 0:
+                raise ValueError(f'num_joints and num_verts must be positive, got {num_joints}, '
+                                 f'{num_verts}')
+            out_dim = 3 * (num_joints + num_verts)
+        self.num_joints, self.num_verts = num_joints, num_verts
+
+        faces = _load_faces(faces)
+        if faces is not None:
+            if faces.max() >= num_verts or faces.min() < 0:
+                raise ValueError(f'faces index vertices 0..{faces.max()} but the mesh has '
+                                 f'{num_verts} vertices')
+            self.register_buffer('faces', torch.as_tensor(faces), persistent=False)
+            self.register_buffer('edges', torch.as_tensor(_unique_edges(faces)),
+                                 persistent=False)
+        else:
+            self.faces = self.edges = None
+
+        layers: List[nn.Module] = []
+        dim = sum(in_channels)
+        for hidden in hidden_dims:
+            layers += [nn.Linear(dim, hidden), nn.GELU()]
+            dim = hidden
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        self.mlp = nn.Sequential(*layers)
+        self.fc_out = nn.Linear(dim, out_dim)
+        self.fc_cam = nn.Linear(dim, 3)
+        for fc in (self.fc_out, self.fc_cam):
+            nn.init.normal_(fc.weight, std=1e-3)
+            nn.init.zeros_(fc.bias)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, feats: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Predict from backbone features.
+
+        Returns:
+            dict: ``joints`` (B, J, 3) and ``verts`` (B, V, 3) root-relative (joint 0) metres,
+            ``cam`` (B, 3) = (s, tx, ty), ``keypoints_2d_norm`` (B, J, 2) in [-1, 1] crop
+            coordinates; in MANO mode also ``global_orient``, ``hand_pose``, ``betas``.
+        """
+        if isinstance(feats, torch.Tensor):
+            feats = (feats,)
+        pooled = []
+        for i in self.in_index:
+            try:
+                feat = feats[i]
+            except IndexError:
+                raise IndexError(f'in_index {i} out of range for {len(feats)} backbone '
+                                 'outputs') from None
+            pooled.append(feat.mean(dim=(2, 3)))  # (B, C)
+        x = self.mlp(torch.cat(pooled, dim=1))  # (B, hidden)
+        out = self.fc_out(x)
+        bsz = out.shape[0]
+        result = {}
+        if self.mano is None:
+            # (B, 3 * (J + V)) -> (B, J + V, 3), in metres
+            coords = out.view(bsz, self.num_joints + self.num_verts, 3) * self.coord_scale
+            joints, verts = coords[:, :self.num_joints], coords[:, self.num_joints:]
+        else:
+            params = torch.split(out, list(self.param_dims.values()), dim=1)
+            result.update(dict(zip(self.param_dims, params)))
+            mano_out = self.mano(result['global_orient'], result['hand_pose'],
+                                 result['betas'])
+            joints, verts = mano_out['joints'], mano_out['verts']
+        root = joints[:, :1]  # (B, 1, 3)
+        joints, verts = joints - root, verts - root
+        raw_cam = self.fc_cam(x)
+        scale = self.cam_scale_init * torch.exp(raw_cam[:, :1].clamp(-5.0, 5.0))  # (B, 1)
+        cam = torch.cat([scale, raw_cam[:, 1:]], dim=1)  # (B, 3)
+        kp_norm = joints[..., :2] * scale[:, None] + raw_cam[:, None, 1:]  # (B, J, 2)
+        result.update(joints=joints, verts=verts, cam=cam, keypoints_2d_norm=kp_norm)
+        return result
+
+    # ------------------------------------------------------------------ losses
+    def _mesh_losses(self, pred: torch.Tensor, gt: torch.Tensor) -> Dict[str, torch.Tensor]:
+        losses = {}
+        w = self.loss_weights
+        if w['edge'] > 0:
+            e0, e1 = self.edges[:, 0], self.edges[:, 1]
+            len_pred = (pred[:, e0] - pred[:, e1]).norm(dim=-1)  # (B, E)
+            len_gt = (gt[:, e0] - gt[:, e1]).norm(dim=-1)
+            losses['loss_edge'] = w['edge'] * (len_pred - len_gt).abs().mean()
+        if w['normal'] > 0:
+            f = self.faces
+            gt_normal = F.normalize(torch.cross(gt[:, f[:, 1]] - gt[:, f[:, 0]],
+                                                gt[:, f[:, 2]] - gt[:, f[:, 0]], dim=-1),
+                                    dim=-1)  # (B, F, 3)
+            cos = 0
+            for a, b in ((0, 1), (1, 2), (2, 0)):
+                edge = F.normalize(pred[:, f[:, b]] - pred[:, f[:, a]], dim=-1)
+                cos = cos + (edge * gt_normal).sum(-1).abs()
+            losses['loss_normal'] = w['normal'] * cos.mean() / 3
+        return losses
+
+    def loss(self, feats: Sequence[torch.Tensor],
+             data_samples: Sequence[BaseDataElement]) -> Dict[str, torch.Tensor]:
+        """Losses against ``gt_joints``, ``gt_verts`` (root-relative metres) and
+        ``gt_keypoints_2d`` (pixels of the input image, whose size is ``img_shape``)."""
+        pred = self(feats)
+        device = pred['joints'].device
+        w = self.loss_weights
+        losses = {}
+        gt_joints = _stack(data_samples, 'gt_joints', device)
+        if gt_joints.shape[1:] != pred['joints'].shape[1:]:
+            raise ValueError(f'gt_joints shape {tuple(gt_joints.shape)} does not match the '
+                             f'prediction {tuple(pred["joints"].shape)}')
+        losses['loss_joints'] = w['joints'] * F.l1_loss(pred['joints'], gt_joints)
+        if w['verts'] > 0 or self.faces is not None:
+            gt_verts = _stack(data_samples, 'gt_verts', device)
+            if gt_verts.shape[1:] != pred['verts'].shape[1:]:
+                raise ValueError(f'gt_verts shape {tuple(gt_verts.shape)} does not match the '
+                                 f'prediction {tuple(pred["verts"].shape)}')
+            if w['verts'] > 0:
+                losses['loss_verts'] = w['verts'] * F.l1_loss(pred['verts'], gt_verts)
+            if self.faces is not None:
+                losses.update(self._mesh_losses(pred['verts'], gt_verts))
+        if w['keypoints_2d'] > 0:
+            kp = _stack(data_samples, 'gt_keypoints_2d', device)  # (B, J, 2) pixels
+            size = torch.tensor([[ds.img_shape[1], ds.img_shape[0]] for ds in data_samples],
+                                dtype=kp.dtype, device=device)[:, None]  # (B, 1, 2) = (w, h)
+            kp_norm = kp / size * 2 - 1
+            losses['loss_2d'] = w['keypoints_2d'] * F.l1_loss(pred['keypoints_2d_norm'],
+                                                              kp_norm)
+        if self.mano is not None and w['betas'] > 0:
+            losses['loss_betas'] = w['betas'] * pred['betas'].pow(2).mean()
+        return losses
+
+    # ---------------------------------------------------------------- predict
+    def predict(self, feats: Sequence[torch.Tensor],
+                data_samples: Optional[Sequence[BaseDataElement]] = None
+                ) -> List[BaseDataElement]:
+        """Return data samples with ``pred_joints`` / ``pred_verts`` (root-relative metres),
+        ``pred_cam`` and ``pred_keypoints_2d`` (pixels of the input image)."""
+        pred = self(feats)
+        bsz = pred['joints'].shape[0]
+        if data_samples is None:
+            data_samples = [BaseDataElement() for _ in range(bsz)]
+        results = []
+        for i, ds in enumerate(data_samples):
+            out = ds.clone() if isinstance(ds, BaseDataElement) else BaseDataElement()
+            out.pred_joints = pred['joints'][i].detach()
+            out.pred_verts = pred['verts'][i].detach()
+            out.pred_cam = pred['cam'][i].detach()
+            kp = pred['keypoints_2d_norm'][i].detach()
+            if 'img_shape' in out:
+                h, w = out.img_shape[:2]
+                kp = (kp + 1) / 2 * kp.new_tensor([w, h])
+            out.pred_keypoints_2d = kp
+            results.append(out)
+        return results

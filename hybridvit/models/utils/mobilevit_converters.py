@@ -1,0 +1,168 @@
+"""Key conversion for MobileViT v1 checkpoints (pure functions, no I/O).
+
+Three layouts are recognised from the keys:
+
+* **timm** (``timm.create_model('mobilevit_xxs')``): ``stem``, ``stages.i.j.conv1_1x1`` /
+  ``conv2_kxk`` / ``conv3_1x1`` (MV2), ``stages.i.1.conv_kxk`` / ``conv_1x1`` /
+  ``transformer.k`` / ``norm`` / ``conv_proj`` / ``conv_fusion`` (MobileViT block),
+  ``final_conv``, ``head.fc``.
+* **cvnets** (apple/ml-cvnets ``.pt`` files, https://github.com/apple/ml-cvnets): ``conv_1``,
+  ``layer_1..5``, ``exp_1x1`` / ``conv_3x3`` / ``red_1x1``, ``local_rep.conv_3x3`` /
+  ``local_rep.conv_1x1``, ``global_rep.k.pre_norm_mha.{0,1}`` (LayerNorm, fused
+  ``qkv_proj`` + ``out_proj``), ``global_rep.k.pre_norm_ffn.{0,1,4}``, ``global_rep.L``
+  (final LayerNorm), ``conv_proj``, ``fusion``, ``conv_1x1_exp``, ``classifier``; every conv
+  unit as ``.block.conv`` / ``.block.norm``. DeepLabv3 checkpoints prefix the backbone with
+  ``encoder.`` and add ``seg_head``. The names follow cvnets' source and the tested rule set
+  of HF transformers' ``convert_mlcvnets_to_pytorch.py``; cvnets' fused qkv is laid out
+  ``[q, k, v]`` like ours, so it is kept fused.
+* **hybridvit** (this package, also BN-fused deploy dicts): unchanged.
+
+Classifier / segmentation-head keys are returned separately (``dropped``) so the loader can
+log them; unknown keys are passed through so that a strict load reports them.
+"""
+import re
+from collections import OrderedDict
+from typing import Dict, List, Tuple
+
+import torch
+
+__all__ = ['detect_mobilevit_format', 'convert_mobilevit_state_dict', 'fuse_bn_state_dict']
+
+_TIMM_RULES = [
+    (re.compile(r'^(stages\.\d+\.\d+\.)conv1_1x1\.'), r'\1expand_conv.'),
+    (re.compile(r'^(stages\.\d+\.\d+\.)conv2_kxk\.'), r'\1dw_conv.'),
+    (re.compile(r'^(stages\.\d+\.\d+\.)conv3_1x1\.'), r'\1project_conv.'),
+    (re.compile(r'^(stages\.\d+\.\d+\.)conv_kxk\.'), r'\1conv_local.'),
+    (re.compile(r'^(stages\.\d+\.\d+\.)conv_1x1\.'), r'\1conv_embed.'),
+]
+_TIMM_HEAD = re.compile(r'^head\.')
+
+_GR = r'\.global_rep\.(\d+)\.'  # transformer layer k of a MobileViT block
+_CVNETS_RULES = [
+    # conv units: ".block.norm." -> ".bn." (cvnets LayerNorms are never named "norm")
+    (re.compile(r'\.norm\.(weight|bias|running_mean|running_var|num_batches_tracked)$'),
+     r'.bn.\1'),
+    (re.compile(r'^conv_1\.'), 'stem.'),
+    (re.compile(r'^conv_1x1_exp\.'), 'final_conv.'),
+    (re.compile(r'^layer_(\d)\.'), lambda m: f'stages.{int(m.group(1)) - 1}.'),
+    (re.compile(r'\.exp_1x1\.'), '.expand_conv.'),
+    (re.compile(r'\.local_rep\.conv_3x3\.'), '.conv_local.'),
+    (re.compile(r'\.local_rep\.conv_1x1\.conv\.'), '.conv_embed.'),
+    (re.compile(r'\.conv_3x3\.'), '.dw_conv.'),
+    (re.compile(r'\.red_1x1\.'), '.project_conv.'),
+    (re.compile(_GR + r'pre_norm_mha\.0\.'), r'.transformer.\1.norm1.'),
+    (re.compile(_GR + r'pre_norm_mha\.1\.qkv_proj\.'), r'.transformer.\1.attn.qkv.'),
+    (re.compile(_GR + r'pre_norm_mha\.1\.out_proj\.'), r'.transformer.\1.attn.proj.'),
+    (re.compile(_GR + r'pre_norm_ffn\.0\.'), r'.transformer.\1.norm2.'),
+    (re.compile(_GR + r'pre_norm_ffn\.1\.'), r'.transformer.\1.mlp.fc1.'),
+    (re.compile(_GR + r'pre_norm_ffn\.4\.'), r'.transformer.\1.mlp.fc2.'),
+    (re.compile(r'\.global_rep\.\d+\.(weight|bias)$'), r'.norm.\1'),
+    (re.compile(r'\.fusion\.'), '.conv_fusion.'),
+]
+_CVNETS_HEAD = re.compile(r'^(classifier|seg_head|aux_head)\.')
+
+
+def detect_mobilevit_format(state_dict: Dict[str, torch.Tensor]) -> str:
+    """Return ``'timm'``, ``'cvnets'`` or ``'hybridvit'`` for a MobileViT v1 state dict.
+
+    Raises:
+        ValueError: if no key identifies one of the three layouts.
+    """
+    keys = [re.sub(r'^encoder\.', '', k) for k in state_dict]
+    if any(re.match(r'^(layer_\d\.|conv_1\.|conv_1x1_exp\.)', k) for k in keys):
+        return 'cvnets'
+    if any(re.search(r'\.(conv1_1x1|conv2_kxk|conv3_1x1|conv_kxk|conv_1x1)\.', k) for k in keys):
+        return 'timm'
+    if any(re.search(r'\.(expand_conv|dw_conv|project_conv|conv_local|conv_embed)\.', k)
+           for k in keys):
+        return 'hybridvit'
+    raise ValueError('unrecognised MobileViT v1 checkpoint layout: expected timm (stages.i.j.'
+                     'conv1_1x1...), cvnets (conv_1, layer_1..5, ...) or hybridvit keys, got '
+                     f'{list(state_dict)[:6]}')
+
+
+def _convert_cvnets_key(key: str) -> str:
+    key = re.sub(r'^encoder\.', '', key)
+    key = key.replace('.block.', '.')
+    for pattern, repl in _CVNETS_RULES:
+        key = pattern.sub(repl, key)
+    return key
+
+
+def _convert_timm_key(key: str) -> str:
+    for pattern, repl in _TIMM_RULES:
+        key = pattern.sub(repl, key)
+    return key
+
+
+def convert_mobilevit_state_dict(
+        state_dict: Dict[str, torch.Tensor]) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+    """Convert a timm / cvnets / hybridvit MobileViT v1 state dict to hybridvit names.
+
+    Args:
+        state_dict: flat state dict (``module.`` / wrapper dicts already removed, e.g. by
+            :func:`~hybridvit.models.utils.checkpoint.read_state_dict`).
+
+    Returns:
+        ``(converted, dropped)``: the converted dict (tensors are shared, not copied) and the
+        original names of the classifier / segmentation-head keys that were left out.
+
+    Raises:
+        ValueError: if the layout is not recognised.
+    """
+    fmt = detect_mobilevit_format(state_dict)
+    converted: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    dropped: List[str] = []
+    for key, value in state_dict.items():
+        if fmt == 'timm':
+            if _TIMM_HEAD.match(key):
+                dropped.append(key)
+                continue
+            new_key = _convert_timm_key(key)
+        elif fmt == 'cvnets':
+            if _CVNETS_HEAD.match(re.sub(r'^encoder\.', '', key)):
+                dropped.append(key)
+                continue
+            new_key = _convert_cvnets_key(key)
+        else:
+            new_key = key
+        if new_key in converted:
+            raise ValueError(f'checkpoint keys collide after conversion: "{key}" -> "{new_key}"')
+        converted[new_key] = value
+    return converted, dropped
+
+
+@torch.no_grad()
+def fuse_bn_state_dict(state_dict: Dict[str, torch.Tensor],
+                       eps: float = 1e-5) -> 'OrderedDict[str, torch.Tensor]':
+    """Fold every ``X.bn.*`` group into ``X.conv.weight`` / ``X.conv.bias`` (hybridvit names).
+
+    Gives the state dict of a ``deploy=True`` model from an unfused one:
+    ``w' = w * gamma / sqrt(var + eps)``, ``b' = beta + (b - mean) * gamma / sqrt(var + eps)``.
+    ``eps`` is BatchNorm2d's default, which timm and cvnets use.
+    """
+    fused: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    prefixes = [k[:-len('bn.running_mean')] for k in state_dict
+                if k.endswith('.bn.running_mean') or k == 'bn.running_mean']
+    bn_keys = set()
+    for prefix in prefixes:
+        weight_key = prefix + 'conv.weight'
+        if weight_key not in state_dict:
+            raise ValueError(f'cannot fuse "{prefix}bn": "{weight_key}" is missing')
+        mean = state_dict[prefix + 'bn.running_mean'].float()
+        var = state_dict[prefix + 'bn.running_var'].float()
+        gamma = state_dict.get(prefix + 'bn.weight', torch.ones_like(mean)).float()
+        beta = state_dict.get(prefix + 'bn.bias', torch.zeros_like(mean)).float()
+        weight = state_dict[weight_key]
+        bias = state_dict.get(prefix + 'conv.bias', torch.zeros_like(mean)).float()
+        scale = gamma / (var + eps).sqrt()
+        fused[weight_key] = (weight.float() * scale.reshape(-1, 1, 1, 1)).to(weight.dtype)
+        fused[prefix + 'conv.bias'] = (beta + (bias - mean) * scale).to(weight.dtype)
+        bn_keys.update(k for k in state_dict if k.startswith(prefix + 'bn.'))
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    for key, value in state_dict.items():
+        if key in bn_keys:
+            continue
+        out[key] = fused.pop(key, value)
+    out.update(fused)  # conv biases that did not exist before
+    return out

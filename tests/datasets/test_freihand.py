@@ -1,0 +1,188 @@
+"""FreiHAND dataset, hand transforms and the mini-FreiHAND generator (data made in tmp_path)."""
+import filecmp
+import json
+import os.path as osp
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hybridvit.datasets.freihand import FreiHANDDataset
+from hybridvit.datasets.generators.mini_freihand import (NUM_VERTS, make_mini_freihand,
+                                                         procedural_hand_faces)
+from hybridvit.datasets.transforms import (HandColorJitter, HandCropResize, HandRandomRotate,
+                                          LoadHandImage, PackHandMeshInputs, to_bgr_uint8)
+from hybridvit.registry import DATASETS
+
+NUM_TRAIN, NUM_EVAL = 6, 3
+
+
+@pytest.fixture(scope='module')
+def mini_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('mini_freihand'))
+    make_mini_freihand(root, num_train=NUM_TRAIN, num_eval=NUM_EVAL, seed=0, image_size=64,
+                       num_versions=2, verbose=False)
+    return root
+
+
+def _project(points, K):
+    uvw = np.asarray(points, np.float64) @ np.asarray(K, np.float64).T
+    return uvw[:, :2] / uvw[:, 2:3]
+
+
+def test_reads_generated_layout(mini_root):
+    ds = DATASETS.build(dict(type='FreiHANDDataset', data_root=mini_root, split='train',
+                             num_samples=NUM_TRAIN, versions=(0, 1)))
+    assert isinstance(ds, FreiHANDDataset) and len(ds) == 2 * NUM_TRAIN
+    info = ds.get_data_info(NUM_TRAIN + 2)  # version 1 of sample 2
+    assert info['img_path'].endswith('training/rgb/%08d.jpg' % (NUM_TRAIN + 2))
+    assert info['version'] == 1 and info['ann_idx'] == 2
+    assert osp.exists(info['img_path'])
+    assert info['joints_3d'].shape == (21, 3) and info['verts_3d'].shape == (NUM_VERTS, 3)
+    np.testing.assert_allclose(info['keypoints_2d'], _project(info['joints_3d'], info['K']),
+                               atol=1e-3)
+    assert 0.01 < info['scale'] < 0.1  # reference bone length in metres
+    # the same annotation is shared by all versions
+    np.testing.assert_array_equal(ds.get_data_info(2)['joints_3d'], info['joints_3d'])
+
+
+def test_splits(mini_root):
+    train = FreiHANDDataset(mini_root, split='train', num_val=2, versions=(0,))
+    val = FreiHANDDataset(mini_root, split='val', num_val=2)
+    ev = FreiHANDDataset(mini_root, split='evaluation', with_mano=True)
+    assert len(train) == NUM_TRAIN - 2 and len(val) == 2 and len(ev) == NUM_EVAL
+    assert [val.get_data_info(i)['ann_idx'] for i in range(2)] == [4, 5]
+    assert ev.get_data_info(0)['img_path'].endswith('evaluation/rgb/00000000.jpg')
+    assert ev.get_data_info(0)['mano'].shape == (61,)
+    with pytest.raises(ValueError, match='split'):
+        FreiHANDDataset(mini_root, split='test')
+    with pytest.raises(ValueError, match='num_val'):
+        FreiHANDDataset(mini_root, split='val')
+
+
+def test_missing_file_is_named(mini_root, tmp_path):
+    root = tmp_path / 'broken'
+    shutil.copytree(mini_root, root)
+    (root / 'training_xyz.json').unlink()
+    with pytest.raises(FileNotFoundError, match='training_xyz.json'):
+        FreiHANDDataset(str(root), split='train')
+    (root / 'training_K.json').unlink()
+    with pytest.raises(FileNotFoundError, match='training_K.json'):
+        FreiHANDDataset(str(root), split='train')
+    shutil.rmtree(root / 'evaluation')
+    with pytest.raises(FileNotFoundError, match='evaluation/rgb'):
+        FreiHANDDataset(str(root), split='evaluation')
+
+
+def test_wrong_length_and_shape_are_named(mini_root, tmp_path):
+    root = tmp_path / 'bad'
+    shutil.copytree(mini_root, root)
+    verts = json.load(open(root / 'training_verts.json'))
+    json.dump(verts[:-1], open(root / 'training_verts.json', 'w'))
+    with pytest.raises(ValueError, match=r'training_verts\.json: has 5 entries, expected 6'):
+        FreiHANDDataset(str(root), split='train')
+    # wrong inner shape: sample 3 has 20 joints
+    json.dump(verts, open(root / 'training_verts.json', 'w'))
+    xyz = json.load(open(root / 'training_xyz.json'))
+    xyz[3] = xyz[3][:20]
+    json.dump(xyz, open(root / 'training_xyz.json', 'w'))
+    with pytest.raises(ValueError, match=r'training_xyz\.json: entry 3 has shape \(20, 3\), '
+                                         r'expected \(21, 3\)'):
+        FreiHANDDataset(str(root), split='train')
+    # num_samples that does not match the files
+    with pytest.raises(ValueError, match=r'training_K\.json: has 6 entries, expected 7'):
+        FreiHANDDataset(str(root), split='train', num_samples=7)
+
+
+def _pipeline_sample(ds, index, transforms):
+    results = ds.get_data_info(index)
+    for t in transforms:
+        results = t(results)
+    return results
+
+
+def test_transforms_keep_projection_consistent(mini_root):
+    ds = FreiHANDDataset(mini_root, split='train', versions=(0,))
+    np.random.seed(0)
+    transforms = [LoadHandImage(), HandRandomRotate(max_angle=90), HandColorJitter(),
+                  HandCropResize(48, center_mode='keypoints', scale_range=(0.9, 1.3),
+                                 shift=0.1)]
+    for index in range(3):
+        results = _pipeline_sample(ds, index, transforms)
+        assert results['img'].shape == (48, 48, 3) and results['img'].dtype == np.uint8
+        np.testing.assert_allclose(_project(results['joints_3d'], results['K']),
+                                   results['keypoints_2d'], atol=1e-3)
+        packed = PackHandMeshInputs()(results)
+        inputs, sample = packed['inputs'], packed['data_samples']
+        assert inputs.shape == (3, 48, 48) and inputs.dtype == torch.uint8
+        assert torch.allclose(sample.gt_joints[0], torch.zeros(3))
+        assert sample.gt_verts.shape == (NUM_VERTS, 3)
+        cam_joints = (sample.gt_joints + sample.gt_root).numpy()
+        np.testing.assert_allclose(_project(cam_joints, sample.K.numpy()),
+                                   sample.gt_keypoints_2d.numpy(), atol=1e-3)
+        assert float(sample.root_depth) == pytest.approx(float(sample.gt_root[2]))
+        assert sample.img_shape == (48, 48)
+
+
+def test_rotation_moves_pixels_with_keypoints():
+    """A dot drawn at a keypoint lands on the transformed keypoint (fx != fy, skewless K)."""
+    K = np.array([[120.0, 0, 40.0], [0, 90.0, 30.0], [0, 0, 1]])
+    joints = np.array([[0.05, -0.03, 0.5], [0.0, 0.0, 0.5]])
+    img = np.zeros((64, 80, 3), np.uint8)
+    uv = _project(joints, K)
+    cv2.circle(img, tuple(int(round(v)) for v in uv[0]), 2, (255, 255, 255), -1)
+    results = dict(img=img, K=K, joints_3d=joints, keypoints_2d=uv.astype(np.float32))
+    results = HandRandomRotate.rotate(results, 50.0)
+    np.testing.assert_allclose(_project(results['joints_3d'], results['K']),
+                               results['keypoints_2d'], atol=1e-4)
+    ys, xs = np.nonzero(results['img'][..., 0] > 100)
+    centroid = np.array([xs.mean(), ys.mean()])
+    np.testing.assert_allclose(centroid, results['keypoints_2d'][0], atol=1.0)
+    # the principal point (joint 1 on the optical axis) does not move
+    np.testing.assert_allclose(results['keypoints_2d'][1], [40.0, 30.0], atol=1e-4)
+
+
+@pytest.mark.parametrize('kind', ['gray', 'rgba', 'u16', 'gray_alpha'])
+def test_image_formats_become_bgr_uint8(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, size=(10, 12, 3), dtype=np.uint8)
+    if kind == 'gray':
+        img = base[..., 0]
+    elif kind == 'rgba':
+        img = np.concatenate([base, np.full((10, 12, 1), 7, np.uint8)], axis=2)
+    elif kind == 'u16':
+        img = base.astype(np.uint16) * 257
+    else:
+        img = np.stack([base[..., 0], base[..., 1]], axis=2)
+    path = str(tmp_path / f'{kind}.png')
+    if kind == 'gray_alpha':  # OpenCV cannot write 2-channel PNGs
+        Image = pytest.importorskip('PIL.Image')
+        Image.fromarray(img, mode='LA').save(path)
+    else:
+        assert cv2.imwrite(path, img)
+    out = LoadHandImage()(dict(img_path=path))['img']
+    assert out.shape == (10, 12, 3) and out.dtype == np.uint8
+    expected = {'gray': np.repeat(base[..., :1], 3, 2), 'rgba': base, 'u16': base,
+                'gray_alpha': np.repeat(base[..., :1], 3, 2)}[kind]
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match='unsupported image shape'):
+        to_bgr_uint8(np.zeros((2, 2, 5), np.uint8))
+
+
+def test_generator_is_reproducible(tmp_path):
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    for root in (a, b):
+        make_mini_freihand(root, num_train=2, num_eval=1, seed=5, image_size=32,
+                           num_versions=2, verbose=False)
+    names = ['training_K.json', 'training_xyz.json', 'training_verts.json',
+             'training/rgb/00000003.jpg', 'evaluation/rgb/00000000.jpg', 'evaluation_xyz.json']
+    match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+    assert not mismatch and not errors
+    xyz = np.array(json.load(open(osp.join(a, 'training_xyz.json'))))
+    assert xyz.shape == (2, 21, 3) and np.all(xyz[..., 2] > 0.3)
+    faces = procedural_hand_faces()
+    assert faces.min() == 0 and faces.max() == NUM_VERTS - 1
+    np.testing.assert_array_equal(np.array(json.load(open(osp.join(a, 'mesh_faces.json')))),
+                                  faces)

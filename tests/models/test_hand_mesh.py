@@ -1,0 +1,324 @@
+"""Hand mesh head, MANO layer and estimator: shapes, losses, training on generated data."""
+import copy
+import os.path as osp
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import OptimWrapper
+from mmengine.structures import BaseDataElement
+
+import hybridvit.datasets.transforms  # noqa: F401  (registers the transforms)
+import hybridvit.evaluation  # noqa: F401
+import hybridvit.models  # noqa: F401
+from hybridvit.datasets.freihand import FreiHANDDataset
+from hybridvit.datasets.generators.mini_freihand import make_mini_freihand
+from hybridvit.models.estimators import HandMeshEstimator
+from hybridvit.models.heads import HandMeshHead, MANOLayer, load_mano_params
+from hybridvit.registry import METRICS, MODELS
+
+CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'hand')
+
+
+@MODELS.register_module(name='_HandMeshTestTinyNet', force=True)
+class _TinyNet(nn.Module):
+    """Two strided convs: a stand-in backbone returning two feature maps."""
+
+    def __init__(self, channels=(8, 16)):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(3, channels[0], 3, 2, 1), nn.BatchNorm2d(channels[0]),
+                                nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(channels[0], channels[1], 3, 2, 1), nn.ReLU())
+
+    def forward(self, x):
+        a = self.c1(x)
+        return a, self.c2(a)
+
+
+def _samples(bsz, num_verts=778, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(bsz):
+        joints = torch.randn(21, 3, generator=g) * 0.03
+        joints -= joints[:1].clone()
+        out.append(BaseDataElement(
+            metainfo=dict(img_shape=(size, size)), gt_joints=joints,
+            gt_verts=torch.randn(num_verts, 3, generator=g) * 0.03,
+            gt_keypoints_2d=torch.rand(21, 2, generator=g) * size))
+    return out
+
+
+@pytest.fixture(scope='module')
+def mini_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('mini_freihand_models'))
+    make_mini_freihand(root, num_train=8, num_eval=2, seed=0, image_size=64, num_versions=1,
+                       verbose=False)
+    return root
+
+
+def test_head_shapes_and_losses_multiscale():
+    faces = np.array([[0, 1, 2], [1, 2, 3], [2, 3, 4]])
+    head = HandMeshHead(in_channels=[8, 16], in_index=[0, 1], num_verts=5, hidden_dims=(32,),
+                        faces=faces, loss_weights=dict(edge=1.0, normal=0.5))
+    feats = (torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4))
+    out = head(feats)
+    assert out['joints'].shape == (2, 21, 3) and out['verts'].shape == (2, 5, 3)
+    assert out['cam'].shape == (2, 3) and out['keypoints_2d_norm'].shape == (2, 21, 2)
+    assert torch.allclose(out['joints'][:, 0], torch.zeros(2, 3))  # root-relative
+    losses = head.loss(feats, _samples(2, num_verts=5))
+    assert set(losses) == {'loss_joints', 'loss_verts', 'loss_2d', 'loss_edge', 'loss_normal'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    preds = head.predict(feats, _samples(2, num_verts=5))
+    assert preds[0].pred_keypoints_2d.shape == (21, 2) and preds[0].pred_verts.shape == (5, 3)
+    with pytest.raises(ValueError, match='same length'):
+        HandMeshHead(in_channels=[8, 16], in_index=-1)
+    with pytest.raises(ValueError, match='unknown loss_weights'):
+        HandMeshHead(in_channels=8, loss_weights=dict(joint=1.0))
+    with pytest.raises(ValueError, match='vertices'):
+        HandMeshHead(in_channels=8, num_verts=3, faces=faces)
+
+
+# ---------------------------------------------------------------- MANO
+def _write_synthetic_mano(path, num_verts=778, num_betas=10, as_chumpy=True):
+    """A random model with the official MANO .pkl structure (chumpy arrays, sparse regressor)."""
+    import scipy.sparse
+    rng = np.random.default_rng(0)
+    parents = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14])
+    kintree = np.stack([np.where(parents < 0, 4294967295, parents), np.arange(16)])
+    v_template = rng.normal(scale=0.05, size=(num_verts, 3))
+    # each joint regressed from a handful of vertices
+    jreg = np.zeros((16, num_verts))
+    for j in range(16):
+        jreg[j, rng.choice(num_verts, 4, replace=False)] = 0.25
+    weights = rng.random((num_verts, 16)) ** 4
+    weights /= weights.sum(1, keepdims=True)
+    model = dict(v_template=v_template,
+                 shapedirs=rng.normal(scale=1e-3, size=(num_verts, 3, num_betas)),
+                 posedirs=rng.normal(scale=1e-3, size=(num_verts, 3, 135)),
+                 J_regressor=scipy.sparse.csc_matrix(jreg), weights=weights,
+                 kintree_table=kintree.astype(np.int64),
+                 f=rng.integers(0, num_verts, size=(1538, 3)).astype(np.uint32),
+                 hands_components=np.linalg.qr(rng.normal(size=(45, 45)))[0],
+                 hands_mean=rng.normal(scale=0.1, size=45))
+    if not as_chumpy:
+        with open(path, 'wb') as f:
+            pickle.dump(model, f, protocol=2)
+        return model
+    # Pickle chumpy-like objects from a fake `chumpy.ch` module, then remove the module, as
+    # on a machine without chumpy.
+    pkg, mod = types.ModuleType('chumpy'), types.ModuleType('chumpy.ch')
+
+    class Ch:
+        pass
+
+    Ch.__module__, Ch.__qualname__ = 'chumpy.ch', 'Ch'
+    mod.Ch = Ch
+    sys.modules['chumpy'], sys.modules['chumpy.ch'] = pkg, mod
+    try:
+        stored = dict(model)
+        for key in ('v_template', 'shapedirs', 'posedirs', 'weights'):
+            obj = Ch()
+            obj.__dict__.update(x=model[key], _dirty_vars=set())
+            stored[key] = obj
+        with open(path, 'wb') as f:
+            pickle.dump(stored, f, protocol=2)
+    finally:
+        del sys.modules['chumpy'], sys.modules['chumpy.ch']
+    return model
+
+
+def test_mano_loader_and_layer(tmp_path):
+    path = str(tmp_path / 'MANO_SYNTH.pkl')
+    model = _write_synthetic_mano(path)
+    assert 'chumpy' not in sys.modules
+    params = load_mano_params(path)
+    np.testing.assert_allclose(params['shapedirs'], model['shapedirs'])
+    np.testing.assert_allclose(params['J_regressor'], model['J_regressor'].toarray())
+
+    layer = MANOLayer(path, use_pca=True, num_pca_comps=6, flat_hand_mean=True)
+    zeros = torch.zeros(2, 3)
+    out = layer(zeros, torch.zeros(2, 6), torch.zeros(2, 10))
+    assert out['verts'].shape == (2, 778, 3) and out['joints'].shape == (2, 21, 3)
+    # zero pose and shape reproduce the template; joints = regressor @ template + tips
+    template = torch.as_tensor(model['v_template'], dtype=torch.float32)
+    assert torch.allclose(out['verts'][0], template, atol=1e-6)
+    rest_joints = torch.as_tensor(model['J_regressor'].toarray(), dtype=torch.float32) @ template
+    assert torch.allclose(out['mano_joints'][0], rest_joints, atol=1e-6)
+    assert torch.allclose(out['joints'][0, 4], template[745], atol=1e-6)  # thumb tip
+    assert torch.allclose(out['joints'][0, 1], rest_joints[13], atol=1e-6)  # thumb base
+    # a global rotation rotates everything about the root joint
+    rotvec = torch.tensor([[0.0, 0.0, np.pi / 2]])
+    rot_out = layer(rotvec, torch.zeros(1, 6), torch.zeros(1, 10))
+    rz = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    root = rest_joints[0]
+    assert torch.allclose(rot_out['verts'][0], (template - root) @ rz.T + root, atol=1e-5)
+    # plain-numpy pickle of the same structure loads too
+    plain = str(tmp_path / 'plain.pkl')
+    _write_synthetic_mano(plain, as_chumpy=False)
+    assert load_mano_params(plain)['posedirs'].shape == (778, 3, 135)
+    with pytest.raises(FileNotFoundError, match='MANO model file not found'):
+        load_mano_params(str(tmp_path / 'missing.pkl'))
+
+
+def test_mano_mode_head_forward_and_loss(tmp_path):
+    path = str(tmp_path / 'MANO_SYNTH.pkl')
+    _write_synthetic_mano(path)
+    model = HandMeshEstimator(
+        backbone=dict(type='_HandMeshTestTinyNet'),
+        head=dict(type='HandMeshHead', in_channels=16, hidden_dims=(32,),
+                  mano_model_path=path, mano_cfg=dict(num_pca_comps=12),
+                  loss_weights=dict(edge=1.0, normal=0.1)))
+    inputs = torch.randn(2, 3, 64, 64)
+    out = model(inputs, mode='tensor')
+    assert out['hand_pose'].shape == (2, 12) and out['betas'].shape == (2, 10)
+    assert out['verts'].shape == (2, 778, 3)
+    losses = model(inputs, _samples(2), mode='loss')
+    assert {'loss_joints', 'loss_verts', 'loss_2d', 'loss_edge', 'loss_normal',
+            'loss_betas'} <= set(losses)
+    sum(losses.values()).backward()
+    assert model.head.fc_out.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- estimator
+def _batch(ds, indices):
+    return pseudo_collate([ds[i] for i in indices])
+
+
+def _mini_dataset(root, size):
+    pipeline = [dict(type='LoadHandImage'),
+                dict(type='HandCropResize', out_size=size, center_mode='image'),
+                dict(type='PackHandMeshInputs')]
+    return FreiHANDDataset(root, split='train', versions=(0,), pipeline=pipeline)
+
+
+def _fastvit_t8():
+    pytest.importorskip('hybridvit.models.backbones.fastvit')
+    return dict(type='hybridvit.FastViT', arch='t8', out_indices=(2, 3))
+
+
+def test_estimator_trains_and_predicts(mini_root):
+    torch.manual_seed(0)
+    ds = _mini_dataset(mini_root, 64)
+    model = MODELS.build(dict(
+        type='HandMeshEstimator',
+        data_preprocessor=dict(type='ImgDataPreprocessor', mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+        backbone=_fastvit_t8(),
+        head=dict(type='HandMeshHead', in_channels=[192, 384], in_index=[0, 1],
+                  hidden_dims=(256,),
+                  faces=osp.join(mini_root, 'mesh_faces.json'),
+                  loss_weights=dict(edge=1.0, normal=0.1))))
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    data = _batch(ds, range(8))
+    history = []
+    model.train()
+    for _ in range(25):
+        log_vars = model.train_step(data, optim)
+        history.append(float(torch.as_tensor(log_vars['loss']).detach()))
+    assert all(np.isfinite(history))
+    assert np.mean(history[-3:]) < 0.5 * np.mean(history[:3]), history
+
+    model.eval()
+    preds = model.val_step(_batch(ds, range(4)))
+    assert len(preds) == 4
+    assert preds[0].pred_joints.shape == (21, 3) and preds[0].pred_verts.shape == (778, 3)
+    assert preds[0].pred_keypoints_2d.shape == (21, 2)
+    metric = METRICS.build(dict(type='HandMeshMetric'))
+    metric.process({}, [p.to_dict() for p in preds])
+    values = metric.evaluate(4)
+    assert set(values) == {f'freihand/{k}' for k in
+                           ('pa_mpjpe', 'pa_mpvpe', 'f_5mm', 'f_15mm', 'mpjpe', 'auc')}
+    assert all(np.isfinite(v) for v in values.values())
+
+
+def test_reparameterized_estimator_predicts_the_same(mini_root):
+    utils = pytest.importorskip('hybridvit.models.utils')
+    if not hasattr(utils, 'reparameterize_model'):
+        pytest.skip('hybridvit.models.utils.reparameterize_model does not exist yet')
+    ds = _mini_dataset(mini_root, 64)
+    model = HandMeshEstimator(backbone=_fastvit_t8(),
+                              head=dict(type='HandMeshHead', in_channels=384, in_index=-1,
+                                        hidden_dims=(64,)),
+                              data_preprocessor=dict(type='ImgDataPreprocessor',
+                                                     mean=[120.0] * 3, std=[60.0] * 3))
+    # make BN statistics non-trivial so that fusing is actually tested
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(model.data_preprocessor(_batch(ds, range(4)), True)['inputs'], mode='tensor')
+    model.eval()
+    data = _batch(ds, range(3))
+    before = model.val_step(copy.deepcopy(data))
+    fused = utils.reparameterize_model(model)
+    after = fused.val_step(copy.deepcopy(data))
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a.pred_joints, b.pred_joints, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.pred_verts, b.pred_verts, atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- configs
+@pytest.mark.parametrize('name', ['hand-mesh_fastvit-ma36_freihand-224.py',
+                                  'hand-mesh_fastvit-sa12_freihand-224.py',
+                                  'hand-mesh_mobilevit-s_freihand-224.py',
+                                  'hand-mesh_fastvit-t8_mini-freihand-128.py'])
+def test_configs_parse(name):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    assert cfg.default_scope == 'hybridvit'
+    assert cfg.model.type == 'HandMeshEstimator'
+    assert cfg.val_evaluator.type == 'HandMeshMetric'
+    assert cfg.train_dataloader.dataset.type == 'FreiHANDDataset'
+    if 'mini' in name:
+        assert cfg.model.backbone.init_cfg is None
+        assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+    else:
+        assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://')
+
+
+def test_mini_config_builds_model(mini_root):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'hand-mesh_fastvit-t8_mini-freihand-128.py'))
+    pytest.importorskip('hybridvit.models.backbones.fastvit')
+    cfg.model.head.faces = osp.join(mini_root, 'mesh_faces.json')
+    model = MODELS.build(cfg.model)
+    out = model(torch.zeros(1, 3, 128, 128), mode='tensor')
+    assert out['verts'].shape == (1, 778, 3)
+
+
+def test_runner_trains_and_tests_mini_config(mini_root, tmp_path):
+    """The mini config runs through mmengine's Runner: a few iterations, val, test + pred.json."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    pytest.importorskip('hybridvit.models.backbones.fastvit')
+    import hybridvit.datasets.freihand  # noqa: F401  (until hybridvit.datasets imports it)
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'hand-mesh_fastvit-t8_mini-freihand-128.py'))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.model.head.faces = osp.join(mini_root, 'mesh_faces.json')
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[split]
+        loader.batch_size, loader.num_workers, loader.persistent_workers = 4, 0, False
+        loader.dataset.data_root = mini_root
+        for t in loader.dataset.pipeline:
+            if t.type == 'HandCropResize':
+                t.out_size = 64
+        if split != 'test_dataloader':
+            loader.dataset.num_val = 2
+    cfg.train_dataloader.dataset.versions = (0, )
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 3, 3
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.default_hooks.checkpoint.interval = 3
+    cfg.default_hooks.logger.interval = 1
+    cfg.test_evaluator.outfile_prefix = str(tmp_path / 'eval') + '/'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    assert np.isfinite(metrics['freihand/pa_mpjpe'])
+    import json
+    xyz, verts = json.load(open(tmp_path / 'eval' / 'pred.json'))
+    assert len(xyz) == len(verts) == 2 and np.array(verts).shape == (2, 778, 3)
