@@ -45,13 +45,14 @@ setup(
         'scipy',
         'ftfy',
         'regex',
+        'scikit-image',  # bundled photographs for the generated mini datasets
         'setuptools<81',
     ],
     extras_require={
         'deploy': ['onnx', 'onnxruntime'],
         'coreml': ['coremltools>=8'],
         'mano': ['smplx'],
-        'tests': ['pytest', 'scikit-image', 'matplotlib', 'tensorboard'],
+        'tests': ['pytest', 'matplotlib', 'tensorboard'],
     },
     zip_safe=False,
 )

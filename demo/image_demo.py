@@ -15,6 +15,8 @@ import sys
 import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
 
@@ -48,6 +50,11 @@ def main():
     args = parse_args()
     from hybridvit.utils.image_io import read_image_bgr
     img = read_image_bgr(args.image)  # check the image before building the model
+    from hybridvit.apis.inference import MIN_IMAGE_SIDE
+    if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+        raise UserError(f'{args.image}: image is {img.shape[1]}x{img.shape[0]} pixels; the '
+                        f'networks need at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (their output '
+                        'stride)')
 
     from mmengine.config import Config
     if not osp.isfile(args.config):
@@ -64,7 +71,10 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         model = init_model(cfg, args.checkpoint, device=args.device)
-    result = inference_model(model, img, bbox=args.bbox)
+    try:
+        result = inference_model(model, img, bbox=args.bbox)
+    except UserError as err:  # e.g. an image smaller than the network stride: name the file
+        raise UserError(f'{args.image}: {err}') from None
 
     from hybridvit.visualization import draw_detections, draw_hand, draw_segmentation
     meta = model.dataset_meta or {}
@@ -86,7 +96,8 @@ def main():
     else:
         from hybridvit.utils.mesh_io import write_mesh
         vis = draw_hand(img, result.pred_keypoints_2d, result.get('pred_verts_2d'))
-        faces = getattr(model, 'faces', None)
+        faces = getattr(getattr(model, 'head', None), 'faces', None)
+        faces = faces.cpu().numpy() if faces is not None else None
         mesh_path = write_mesh(osp.splitext(out_file)[0], result.pred_verts_cam, faces)
         summary = f'mesh written to {mesh_path}'
     _write_png(out_file, vis)

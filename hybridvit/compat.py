@@ -59,7 +59,10 @@ def _history_buffer_getattr(obj, name):
     allowing the real ``getattr`` would let a crafted file reach arbitrary objects.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    # the built-in statistics are only added to the class-level registry when a first
+    # HistoryBuffer is constructed: a fresh process (tools/test.py) has not made one yet
+    if obj is HistoryBuffer and (name in ('min', 'max', 'current', 'mean')
+                                 or name in HistoryBuffer._statistics_methods):
         return getattr(obj, name)
     raise pickle.UnpicklingError(f'Unsupported global: getattr({obj!r}, {name!r})')
 

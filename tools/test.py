@@ -13,8 +13,11 @@ import json
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
 
@@ -74,8 +77,8 @@ def main():
 
     import hybridvit.engine  # noqa: F401
     from hybridvit.compat import trust_checkpoint
-    from hybridvit.engine.runner_setup import (check_datasets_exist, load_config,
-                                               setup_cpu_distributed)
+    from hybridvit.engine.runner_setup import (build_dataloaders_checked, check_datasets_exist,
+                                               load_config, setup_cpu_distributed)
     from hybridvit.models.utils.checkpoint import load_state_dict_strictly, read_state_dict
 
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
@@ -99,6 +102,7 @@ def main():
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     load_state_dict_strictly(model, state_dict, source=args.checkpoint)
     runner._has_loaded = True
+    build_dataloaders_checked(runner, args.config, loaders=('test_dataloader', ))
     metrics = runner.test()
 
     metrics = {k: (float(v) if hasattr(v, '__float__') else v) for k, v in metrics.items()}

@@ -9,8 +9,11 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
 
@@ -48,8 +51,9 @@ def main():
 
     import hybridvit.engine  # noqa: F401  (hooks)
     from hybridvit.compat import trust_checkpoint
-    from hybridvit.engine.runner_setup import (add_default_hooks, check_datasets_exist,
-                                               load_config, setup_cpu_distributed)
+    from hybridvit.engine.runner_setup import (add_default_hooks, build_dataloaders_checked,
+                                               check_datasets_exist, load_config,
+                                               setup_cpu_distributed)
     for path in args.trust_checkpoint:
         trust_checkpoint(path)
 
@@ -83,6 +87,7 @@ def main():
         setup_cpu_distributed(cfg)
 
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    build_dataloaders_checked(runner, args.config)
     runner.train()
 
 

@@ -21,9 +21,11 @@ from hybridvit.models.utils.checkpoint import load_state_dict_strictly
 from hybridvit.utils.cli import UserError
 from hybridvit.utils.image_io import read_image_bgr, to_bgr_uint8
 
-__all__ = ['init_model', 'inference_model', 'task_of']
+__all__ = ['init_model', 'inference_model', 'task_of', 'MIN_IMAGE_SIDE']
 
 _TASKS = {'mmseg': 'seg', 'mmdet': 'det', 'hybridvit': 'hand'}
+# the backbones' output stride: smaller inputs have no stride-32 feature map
+MIN_IMAGE_SIDE = 32
 
 
 def task_of(cfg: Config) -> str:
@@ -110,7 +112,7 @@ def inference_model(model, img, bbox=None):
         ``SegDataSample`` / ``DetDataSample`` / the hand-mesh data sample.
     """
     img = _as_bgr(img)
-    min_side = 32
+    min_side = MIN_IMAGE_SIDE
     if min(img.shape[:2]) < min_side:
         raise UserError(f'image is {img.shape[1]}x{img.shape[0]} pixels; the networks need at '
                         f'least {min_side}x{min_side} (their output stride)')

@@ -79,15 +79,34 @@ class NonFiniteLossHook(Hook):
 
     Runs before :class:`mmengine.hooks.CheckpointHook` in ``after_train_iter``, so the last
     checkpoint on disk is the last good one; the error names the iteration and that file.
+    A step can also turn the weights non-finite while its loss was still finite (an inf
+    gradient): every checkpoint's weights are checked before it is written, too.
     """
 
     priority = 'ABOVE_NORMAL'
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state_dict = checkpoint.get('state_dict') or {}
+        bad = [k for k, v in state_dict.items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point()
+               and not bool(torch.isfinite(v).all())]
+        if not bad:
+            return
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        last_ckpt = open(last).read().strip() if osp.exists(last) else 'none saved yet'
+        meta = checkpoint.get('meta') or {}
+        shown = ', '.join(bad[:3]) + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
+        raise NonFiniteLossError(
+            f"non-finite weights after iteration {meta.get('iter', runner.iter)}: "
+            f'{shown}; checkpoint not saved, training stopped, last good checkpoint: '
+            f'{last_ckpt}')
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not outputs:
             return
-        bad = {k: float(v) for k, v in outputs.items()
-               if 'loss' in k and not bool(torch.isfinite(torch.as_tensor(v)).all())}
+        values = {k: torch.as_tensor(v).detach() for k, v in outputs.items() if 'loss' in k}
+        bad = {k: float(v.float().mean()) for k, v in values.items()
+               if not bool(torch.isfinite(v).all())}
         if not bad:
             return
         last = osp.join(runner.work_dir, 'last_checkpoint')

@@ -12,8 +12,8 @@ from mmengine.config import Config, ConfigDict
 
 from hybridvit.utils.cli import UserError
 
-__all__ = ['load_config', 'check_datasets_exist', 'replace_sync_bn', 'setup_cpu_distributed',
-           'add_default_hooks', 'DATASET_HINTS']
+__all__ = ['load_config', 'check_datasets_exist', 'build_dataloaders_checked', 'replace_sync_bn',
+           'setup_cpu_distributed', 'add_default_hooks', 'DATASET_HINTS']
 
 DATASET_HINTS = {
     'ADE20KDataset': 'download ADEChallengeData2016 into data/ade/ (README "Benchmarks: ADE20K") '
@@ -81,6 +81,50 @@ def check_datasets_exist(cfg: Config, config_path: str,
                     raise UserError(
                         f'{config_path}: {loader} needs {ds_type} at {osp.abspath(path)} '
                         f'({key}), which does not exist; prepare it: {hint}')
+
+
+def _describe_dataset(dataset_cfg) -> str:
+    parts = []
+    for ds in _leaf_datasets(dataset_cfg):
+        ds_type = str(ds.get('type', '?')).split('.')[-1]
+        where = [f'{key}={path}' for key, path in _required_paths(ds) if key != 'data_root']
+        parts.append(f"{ds_type} ({', '.join(where) or 'data_root=' + str(ds.get('data_root'))})")
+    return ' + '.join(parts) or 'dataset'
+
+
+def build_dataloaders_checked(runner, config_path: str,
+                              loaders=('train_dataloader', 'val_dataloader')) -> None:
+    """Build the runner's dataloaders now (mmengine would build them lazily, in the same order),
+    turning an unreadable annotation file or an empty dataset into a :class:`UserError` that
+    names the dataset and its annotation file.
+
+    mmengine's loops accept a built ``DataLoader`` in place of its config, so nothing else
+    changes (the samplers are seeded from ``runner.seed`` exactly as the loops would do).
+    """
+    import json
+    for name in loaders:
+        attr = f'_{name}'
+        loader_cfg = getattr(runner, attr, None)
+        if not isinstance(loader_cfg, dict):
+            continue
+        described = _describe_dataset(loader_cfg.get('dataset'))
+        try:
+            loader = runner.build_dataloader(
+                loader_cfg, seed=runner.seed,
+                diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
+            empty = len(loader.dataset) == 0
+        except (ValueError, KeyError, TypeError, IndexError, AssertionError, OSError,
+                json.JSONDecodeError) as err:
+            if 'need at least one array to concatenate' not in str(err):
+                from hybridvit.utils.cli import one_line
+                raise UserError(f'{config_path}: {name}: cannot load {described}: '
+                                f'{type(err).__name__}: {one_line(err)}') from err
+            empty = True  # mmengine's BaseDataset cannot serialize an empty data list
+        if empty:
+            raise UserError(f'{config_path}: {name}: {described} has no samples (expected at '
+                            'least one image with annotations; check the annotation file and '
+                            'the data_prefix folders)')
+        setattr(runner, attr, loader)
 
 
 def replace_sync_bn(node):

@@ -1,0 +1,137 @@
+"""Export a FUSED model (or its backbone) to ONNX and check it in ONNX Runtime.
+
+    python tools/deploy/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--shape H W] [--dynamic]
+        [--part backbone|model] [--opset 17] [--tol 1e-4]
+
+CHECKPOINT may be ``none`` (random weights, for trying the export only). The model is fused
+(``reparameterize_model``) and traced with the TorchScript exporter; ONNX Runtime's outputs are
+compared with PyTorch's on a random input (and on a second size and batch with ``--dynamic``);
+the file is written atomically, and only if the relative error is below ``--tol``.
+
+``--part model`` exports: segmentor -> decode-head logits (1/4 of the input size, before resize
+and argmax); hand mesh -> the head's tensors; Mask R-CNN / two-stage detectors -> backbone + neck
+features only (RPN proposals, NMS and the RoI heads are not exported; run them in PyTorch/mmdet
+or with a dedicated deployment stack such as MMDeploy).
+"""
+import argparse
+import os.path as osp
+import sys
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+
+_DEFAULT_SHAPES = {'det': (800, 1216), 'hand': (224, 224), 'seg': (512, 512)}
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Export a fused model to ONNX (checked in '
+                                     'ONNX Runtime)')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random weights")
+    parser.add_argument('out', help='output .onnx file')
+    parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='input size (default: the config\'s crop / input size; '
+                        'Mask R-CNN 800x1216)')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='dynamic batch, height and width (checked at a second size)')
+    parser.add_argument('--part', choices=['backbone', 'model'], default='model',
+                        help='backbone only, or the whole model as far as it is exportable')
+    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--tol', type=float, default=1e-4,
+                        help='max relative error of ONNX Runtime vs PyTorch')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config keys, e.g. model.head.faces=None')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks')
+    return parser.parse_args(argv)
+
+
+def default_shape(cfg, task):
+    """The config's crop / input size, else a per-task default."""
+    size = cfg.model.get('data_preprocessor', {}).get('size') if task == 'seg' else None
+    if size is None and task == 'hand' and cfg.get('input_size'):
+        size = (cfg.input_size, cfg.input_size)
+    return tuple(size) if size else _DEFAULT_SHAPES[task]
+
+
+def check_shape(shape, task):
+    h, w = shape
+    if h < 32 or w < 32:
+        raise UserError(f'--shape must be at least 32 32 (the output stride), got {h} {w}')
+    if task == 'det' and (h % 32 or w % 32):
+        raise UserError(f'--shape for a detector must be multiples of 32 (mmdet pads to 32), '
+                        f'got {h} {w}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.out.endswith('.onnx'):
+        raise UserError(f'output file must end with .onnx, got {args.out}')
+    no_ckpt = args.checkpoint.lower() == 'none'
+    if not no_ckpt and not osp.isfile(args.checkpoint):
+        raise UserError(f'checkpoint not found: {args.checkpoint} (use "none" for random '
+                        'weights)')
+    if not osp.isfile(args.config):
+        raise UserError(f'config file not found: {args.config}')
+    if args.shape is not None:
+        check_shape(args.shape, None)
+    import torch
+
+    from hybridvit.apis import init_model, task_of
+    from hybridvit.deploy import (export_onnx, exportable_part, fold_output_norms, output_names,
+                                  parameter_count)
+    from hybridvit.models.utils import reparameterize_model
+
+    if no_ckpt:
+        print('WARNING: checkpoint "none": exporting RANDOM weights (for testing the export '
+              'only)')
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='no checkpoint given')
+        model = init_model(args.config, None if no_ckpt else args.checkpoint,
+                           cfg_options=args.cfg_options)
+    task = task_of(model.cfg)
+    shape = tuple(args.shape) if args.shape else default_shape(model.cfg, task)
+    check_shape(shape, task)
+    fused = reparameterize_model(model)
+    if args.part == 'model':
+        folded = fold_output_norms(fused)
+        if folded:
+            print(f'folded the backbone output norms of stages {folded} into the FPN lateral '
+                  'convs')
+    module, prefix, note = exportable_part(fused, task, args.part)
+    reference, _, _ = exportable_part(model, task, args.part)
+
+    torch.manual_seed(0)
+    example = torch.randn(1, 3, *shape)
+    with torch.no_grad():
+        ref, new = reference(example), module(example)
+    fuse_err = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+                   for a, b in zip(ref, new))
+    print(f'fused vs unfused PyTorch ({task} {args.part}): max relative error {fuse_err:.2e}')
+    print(f'parameters: {parameter_count(reference.module) / 1e6:.3f} M unfused -> '
+          f'{parameter_count(module.module) / 1e6:.3f} M fused (whole model)')
+    names = output_names(module, example, prefix)
+    extra = []
+    if args.dynamic:
+        step = 32 if task == 'det' else 16
+        extra = [torch.randn(2, 3, shape[0] + 2 * step, shape[1] + step)]
+    try:
+        checks = export_onnx(module, example, args.out, names=names, dynamic=args.dynamic,
+                             opset=args.opset, check_inputs=extra, tol=args.tol)
+    except RuntimeError as err:
+        raise UserError(str(err)) from err
+    for check in checks:
+        print(f'ONNX Runtime vs PyTorch, {check}')
+    with torch.no_grad():
+        shapes = ', '.join(f'{n} {tuple(t.shape)}' for n, t in zip(names, module(example)))
+    print(f'outputs: {shapes}')
+    if note:
+        print(f'NOT EXPORTED: {note}')
+    print(f'saved {args.out} (opset {args.opset}, '
+          f'{"dynamic batch/height/width" if args.dynamic else "static shape"})')
+
+
+if __name__ == '__main__':
+    run_cli(main, 'export_onnx.py')
