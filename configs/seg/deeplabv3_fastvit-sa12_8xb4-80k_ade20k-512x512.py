@@ -6,6 +6,11 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_80k.py',
 ]
 model = dict(decode_head=dict(num_classes=150), auxiliary_head=dict(num_classes=150))
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
+    clip_grad=None)
 param_scheduler = [
     dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=80000, by_epoch=False)
 ]

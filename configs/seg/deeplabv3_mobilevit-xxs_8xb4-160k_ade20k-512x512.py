@@ -8,6 +8,12 @@ _base_ = [
 model = dict(
     backbone=dict(arch='xxs', init_cfg=dict(checkpoint='https://huggingface.co/timm/mobilevit_xxs.cvnets_in1k/resolve/main/model.safetensors')),
     decode_head=dict(in_channels=80, num_classes=150))
+# cvnets-style optimisation (AdamW, cosine schedule below)
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=9e-4, weight_decay=0.01),
+    clip_grad=None)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1500),
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False, begin=1500, end=160000),

@@ -32,7 +32,7 @@ def comparable_outputs(model, inputs: torch.Tensor, task: str) -> List[torch.Ten
         feats = model.extract_feat(inputs)
         rpn = model.rpn_head(feats) if hasattr(model, 'rpn_head') else ()
         return _flatten(feats) + _flatten(rpn)
-    return _flatten(model._forward(inputs))
+    return _flatten(model(inputs, mode='tensor'))  # hand mesh: the head's raw outputs
 
 
 def max_relative_error(ref: List[torch.Tensor], new: List[torch.Tensor]) -> float:

@@ -2,7 +2,8 @@
 
 FastViT (https://arxiv.org/abs/2303.14189) and MobileViT (https://arxiv.org/abs/2110.02178)
 report mobile latency of CoreML models; this converts our fused backbones the same way
-(``torch.export`` (or ``torch.jit.trace``) -> ``coremltools.convert``). Conversion runs on Linux; running or
+(``torch.export``, else ``torch.jit.trace``,
+-> ``coremltools.convert``). Conversion runs on Linux; running or
 profiling the result needs macOS / iOS (``MLModel.predict`` is unavailable elsewhere), so
 outputs cannot be checked against PyTorch here.
 """

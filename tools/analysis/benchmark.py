@@ -4,7 +4,8 @@
     python tools/analysis/benchmark.py --backbone fastvit-t8 mobilevit-xxs --threads 2
     python tools/analysis/benchmark.py --all-backbones --resolutions 256 512
     # a whole model (seg logits / hand tensors / det backbone+neck) from a config
-    python tools/analysis/benchmark.py --config configs/seg/fpn_fastvit-t8_8xb4-40k_ade20k-512x512.py
+    python tools/analysis/benchmark.py \
+        --config configs/seg/fpn_fastvit-t8_8xb4-40k_ade20k-512x512.py
     # comparisons
     python tools/analysis/benchmark.py --compare-seg-r50 --compare-det-r50 --mixer-ablation
 
@@ -34,7 +35,8 @@ COLUMNS = ['group', 'model', 'mode', 'resolution', 'latency_ms', 'latency_ms_min
            'throughput_img_s', 'throughput_batch', 'peak_rss_mb', 'params_m', 'gmacs',
            'gmacs_256', 'gflops_per_s', 'pct_sgemm_peak', 'threads']
 PAPER_MIXER = {384: 25.1, 1024: 43.9}  # % lower latency of RepMixer vs Pooling, iPhone 12 Pro
-SEG_R50 = """_base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # no 80k file in mmseg 1.2.2
+# mmseg 1.2.2 ships no fpn_r50 80k file; the 160k one builds the identical model
+SEG_R50 = """_base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(pretrained=None, backbone=dict(init_cfg=None, norm_cfg=norm_cfg),
              decode_head=dict(norm_cfg=norm_cfg))
@@ -234,10 +236,10 @@ class Bench:
 
     @staticmethod
     def _det_flops(call):
+        import torch
         from torch.utils.flop_counter import FlopCounterMode
 
         from hybridvit.deploy.benchmark import _sdpa_cpu_flops
-        import torch
         custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
         counter = FlopCounterMode(display=False, custom_mapping=custom)
         with counter:

@@ -2,8 +2,7 @@
 _base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py']
 custom_imports = dict(imports=['hybridvit.models', 'hybridvit.engine'], allow_failed_imports=False)
 
-crop_size = (512, 512)
-data_preprocessor = dict(size=crop_size)  # ImageNet mean/std on 0-255 RGB, as pretraining
+data_preprocessor = dict(size=(512, 512))  # ImageNet mean/std on 0-255 RGB, as pretraining
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
@@ -20,8 +19,3 @@ model = dict(
             'image_classification_models/fastvit_sa12.pth.tar')),
     decode_head=dict(in_channels=512, in_index=1, channels=256, dilations=(1, 6, 12, 18)),
     auxiliary_head=dict(in_channels=256, in_index=0))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
-    clip_grad=None)

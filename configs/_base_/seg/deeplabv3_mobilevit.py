@@ -4,9 +4,8 @@
 _base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py']
 custom_imports = dict(imports=['hybridvit.models', 'hybridvit.engine'], allow_failed_imports=False)
 
-crop_size = (512, 512)
 # MobileViT was pretrained on RGB scaled to [0, 1] without mean/std: mean 0, std 255 on 0-255.
-data_preprocessor = dict(size=crop_size, mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0],
+data_preprocessor = dict(size=(512, 512), mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0],
                          bgr_to_rgb=True)
 model = dict(
     data_preprocessor=data_preprocessor,
@@ -26,10 +25,3 @@ model = dict(
         in_channels=160, in_index=0, channels=256, dilations=(1, 6, 12, 18), num_classes=21),
     auxiliary_head=None)
 
-# cvnets-style optimisation (AdamW, cosine); the official segmentation runs used a fixed-size
-# sampler, see the `_ms` variants for the paper's multi-scale sampler.
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=9e-4, weight_decay=0.01),
-    clip_grad=None)

@@ -11,7 +11,6 @@ Every conv-BN(-act) unit is a :class:`~hybridvit.models.layers.conv_bn.ConvNormA
 ``reparameterize()`` on each of them (see ``MobileViT.switch_to_deploy``) folds all BatchNorms;
 MobileViT v1 has no multi-branch blocks.
 """
-import math
 from typing import Type
 
 import torch
@@ -197,7 +196,8 @@ class MobileViTBlock(nn.Module):
         """Unfold into patches, run the transformer, fold back (same shape as ``x``)."""
         batch, dim, height, width = x.shape
         p = self.patch_size
-        new_h, new_w = math.ceil(height / p) * p, math.ceil(width / p) * p
+        # round up to a multiple of the patch (integer arithmetic keeps ONNX tracing dynamic)
+        new_h, new_w = (height + p - 1) // p * p, (width + p - 1) // p * p
         resized = (new_h, new_w) != (height, width)
         if resized:
             x = F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
