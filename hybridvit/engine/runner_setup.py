@@ -16,15 +16,15 @@ __all__ = ['load_config', 'check_datasets_exist', 'build_dataloaders_checked', '
            'setup_cpu_distributed', 'add_default_hooks', 'DATASET_HINTS']
 
 DATASET_HINTS = {
-    'ADE20KDataset': 'download ADEChallengeData2016 into data/ade/ (README "Benchmarks: ADE20K") '
+    'ADE20KDataset': 'download ADEChallengeData2016 into data/ade/ (README "Benchmarks on full datasets") '
                      'or generate the mini set: python tools/dataset_converters/make_mini_datasets.py ade',
-    'PascalVOCDataset': 'download VOC2012 + SBD into data/VOCdevkit (README "Benchmarks: PASCAL '
-                        'VOC") or generate the mini set: python tools/dataset_converters/'
+    'PascalVOCDataset': 'download VOC2012 + SBD into data/VOCdevkit (README "Benchmarks on '
+                        'full datasets") or generate the mini set: python tools/dataset_converters/'
                         'make_mini_datasets.py voc',
-    'CocoDataset': 'download COCO 2017 into data/coco/ (README "Benchmarks: COCO") or generate '
+    'CocoDataset': 'download COCO 2017 into data/coco/ (README "Benchmarks on full datasets") or generate '
                    'the mini set: python tools/dataset_converters/make_mini_datasets.py coco',
-    'FreiHANDDataset': 'download FreiHAND_pub_v2 into data/freihand/ (README "Benchmarks: '
-                       'FreiHAND") or generate the mini set: python tools/dataset_converters/'
+    'FreiHANDDataset': 'download FreiHAND_pub_v2 into data/freihand/ (README "Benchmarks '
+                       'on full datasets") or generate the mini set: python tools/dataset_converters/'
                        'make_mini_freihand.py',
 }
 
@@ -77,7 +77,7 @@ def check_datasets_exist(cfg: Config, config_path: str,
             for key, path in _required_paths(ds):
                 if path and not osp.exists(path):
                     ds_type = str(ds.get('type', '?')).split('.')[-1]
-                    hint = DATASET_HINTS.get(ds_type, 'see README "Datasets"')
+                    hint = DATASET_HINTS.get(ds_type, 'see README "Benchmarks on full datasets"')
                     raise UserError(
                         f'{config_path}: {loader} needs {ds_type} at {osp.abspath(path)} '
                         f'({key}), which does not exist; prepare it: {hint}')

@@ -59,6 +59,11 @@ def known_upstream_error(err: BaseException) -> Optional[str]:
     if isinstance(err, AssertionError) and text.startswith('failed to load image:'):
         return (f'{text} (corrupt, truncated or not an image file; expected a readable '
                 'JPEG/PNG; tools/misc/check_dataset.py CONFIG lists every unreadable file)')
+    import urllib.error
+    if isinstance(err, urllib.error.URLError):
+        return (f'cannot download {getattr(err, "filename", None) or "a checkpoint"}: {text}; '
+                'without internet, download it elsewhere and set the config\'s '
+                'init_cfg.checkpoint to the local file (or init_cfg=None)')
     match = _TARGET_OUT_OF_BOUNDS.search(text)
     if isinstance(err, IndexError) and match:
         return (f'a training label holds class id {match.group(1)}, outside the model\'s '

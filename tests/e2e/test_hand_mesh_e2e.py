@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .conftest import read_metrics, run_tool
+from e2e_utils import read_metrics, run_tool
 
 CONFIG = 'configs/hand/hand-mesh_fastvit-t8_mini-freihand-128.py'
 

@@ -3,7 +3,7 @@ import os.path as osp
 
 import pytest
 
-from .conftest import read_metrics, run_tool
+from e2e_utils import read_metrics, run_tool
 
 CONFIG = 'configs/seg/fpn_fastvit-t8_1xb4-300it_mini-ade-256x256.py'
 

@@ -1,5 +1,5 @@
+"""Helpers for the slow end-to-end tests: run a repository tool, read its metrics."""
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -23,10 +23,3 @@ def read_metrics(work_dir):
     with open(osp.join(work_dir, 'test_metrics.json')) as f:
         return json.load(f)['metrics']
 
-
-@pytest.fixture
-def data_root(tmp_path):
-    return str(tmp_path / 'data')
-
-
-os.environ.setdefault('PYTHONHASHSEED', '0')
