@@ -156,17 +156,20 @@ def test_coreml_export_of_fused_backbone(tmp_path):
 
 
 def test_quantize_tool_runs_on_mini_ade(tmp_path, capsys):
-    if not osp.isdir(osp.join(ROOT, 'data/mini_ade')):
-        pytest.skip('data/mini_ade not generated')
+    from hybridvit.datasets.generators import make_mini_ade
+    work = tmp_path / 'work'
+    make_mini_ade(str(work / 'data' / 'mini_ade'), num_train=4, num_val=2, image_size=64,
+                  quiet=True)
     spec = importlib.util.spec_from_file_location(
         'quantize_tool', osp.join(ROOT, 'tools/deploy/quantize_onnx.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     import os
     cwd = os.getcwd()
-    os.chdir(ROOT)  # the config's data_root is relative
+    os.chdir(work)  # the config's data_root (data/mini_ade) is relative
     try:
-        tool.main([SEG_CFG, 'none', str(tmp_path), '--num-calib', '2', '--max-val', '2',
+        tool.main([osp.join(ROOT, SEG_CFG), 'none', str(tmp_path), '--num-calib', '2',
+                   '--max-val', '2',
                    '--runs', '1', '--threads', '1'])
     finally:
         os.chdir(cwd)

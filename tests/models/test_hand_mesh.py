@@ -238,9 +238,7 @@ def test_estimator_trains_and_predicts(mini_root):
 
 
 def test_reparameterized_estimator_predicts_the_same(mini_root):
-    utils = pytest.importorskip('hybridvit.models.utils')
-    if not hasattr(utils, 'reparameterize_model'):
-        pytest.skip('hybridvit.models.utils.reparameterize_model does not exist yet')
+    from hybridvit.models import utils
     ds = _mini_dataset(mini_root, 64)
     model = HandMeshEstimator(backbone=_fastvit_t8(),
                               head=dict(type='HandMeshHead', in_channels=384, in_index=-1,
