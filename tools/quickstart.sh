@@ -5,7 +5,7 @@
 #   3. train a FastViT-T8 Semantic FPN from scratch on CPU (300 iterations, batch 4, 256x256)
 #   4. evaluate mIoU on the mini val split
 #   5. reparameterise (fuse) the model, check it matches, evaluate the fused deploy model
-#   6. run the demo on a val image and write the overlay PNG
+#   6. run the demo on a val image and write the overlay PNG (and a loss-curve PNG)
 # Re-running resumes an interrupted training run and skips finished steps.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +28,7 @@ else
   "$PY" tools/train.py "$CONFIG" --work-dir "$WORK" --resume
 fi
 echo "training took $(( $(date +%s) - START )) s"
+"$PY" tools/analysis/plot_loss.py "$WORK" --keys loss decode.acc_seg --out "$WORK/loss_curve.png"
 
 step "3/5 evaluating mIoU on the mini val split"
 "$PY" tools/test.py "$CONFIG" "$WORK/iter_300.pth" --work-dir "$WORK/test"
@@ -50,3 +51,4 @@ PY
 echo "checkpoint:     $WORK/iter_300.pth (fused: $WORK/fused.pth)"
 echo "training log:   $(ls -d "$WORK"/2*/ 2>/dev/null | tail -n 1)  (text log, scalars, tensorboard)"
 echo "demo overlay:   $WORK/demo_overlay.png"
+echo "loss curve:     $WORK/loss_curve.png"
