@@ -43,22 +43,22 @@ def inference_hand_mesh(model, img_bgr: np.ndarray,
                           borderMode=cv2.BORDER_CONSTANT)
     # (H, W, 3) BGR uint8 -> (3, H, W) tensor, as PackHandMeshInputs does
     inputs = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
-    sample = BaseDataElement(metainfo=dict(img_shape=(size, size)))
-    data = model.data_preprocessor(dict(inputs=[inputs], data_samples=[sample]), False)
-    pred = model(data['inputs'], data['data_samples'], mode='predict')[0]
-    head_out = model(data['inputs'], mode='tensor')
+    data = model.data_preprocessor(dict(inputs=[inputs]), False)
+    head_out = model(data['inputs'], mode='tensor')  # one forward: joints, verts, cam, 2D
 
-    def to_image(points_crop: np.ndarray) -> np.ndarray:
-        return (points_crop - affine[:, 2]) / scale  # undo the crop affine (no rotation)
+    def to_image(points_norm: np.ndarray) -> np.ndarray:
+        """[-1, 1] crop coordinates -> pixels of the full image (undo the crop affine)."""
+        points_crop = (points_norm + 1) / 2 * size
+        return (points_crop - affine[:, 2]) / scale
 
     cam = head_out['cam'][0].cpu().numpy()  # (s, tx, ty) in normalised crop coordinates
-    verts = pred.pred_verts.cpu().numpy()
-    verts_norm = verts[:, :2] * cam[0] + cam[1:]  # (V, 2) in [-1, 1]
-    verts_crop = (verts_norm + 1) / 2 * size
+    joints = head_out['joints'][0].cpu().numpy()
+    verts = head_out['verts'][0].cpu().numpy()
+    verts_norm = verts[:, :2] * cam[0] + cam[1:]  # (V, 2) weak perspective, as the head does
     out = BaseDataElement(metainfo=dict(bbox=(x1, y1, x2, y2), crop_size=size))
-    out.pred_joints = pred.pred_joints.cpu().numpy()
+    out.pred_joints = joints
     out.pred_verts = verts
-    out.pred_keypoints_2d = to_image(pred.pred_keypoints_2d.cpu().numpy())
-    out.pred_verts_2d = to_image(verts_crop)
+    out.pred_keypoints_2d = to_image(head_out['keypoints_2d_norm'][0].cpu().numpy())
+    out.pred_verts_2d = to_image(verts_norm)
     out.pred_verts_cam = verts
     return out
