@@ -33,6 +33,9 @@ def parse_args():
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation overlay opacity')
     parser.add_argument('--bbox', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'),
                         help='hand mesh: crop of the hand in the image (default: whole image)')
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. model.head.faces=PATH')
     parser.add_argument('--debug', action='store_true', help='show tracebacks of user errors')
     return parser.parse_args()
 
@@ -49,7 +52,13 @@ def _write_png(path, img):
 def main():
     args = parse_args()
     from hybridvit.utils.image_io import read_image_bgr
-    img = read_image_bgr(args.image)  # check the image before building the model
+    img = read_image_bgr(args.image)  # check the image (and the box) before building the model
+    if args.bbox is not None:
+        x1, y1, x2, y2 = args.bbox
+        h, w = img.shape[:2]
+        if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+            raise UserError(f'{args.image}: --bbox {x1:g} {y1:g} {x2:g} {y2:g} is not inside the '
+                            f'{w}x{h} image (need 0 <= x1 < x2 <= width, 0 <= y1 < y2 <= height)')
     from hybridvit.apis.inference import MIN_IMAGE_SIDE
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise UserError(f'{args.image}: image is {img.shape[1]}x{img.shape[0]} pixels; the '
@@ -62,6 +71,8 @@ def main():
     if args.checkpoint and '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise UserError(f'checkpoint not found: {args.checkpoint}')
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
 
     from hybridvit.apis import inference_model, init_model, task_of
     task = task_of(cfg)
