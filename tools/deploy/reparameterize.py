@@ -35,7 +35,8 @@ def main():
     from hybridvit.apis import init_model, task_of
     from hybridvit.apis.model_io import comparable_outputs, max_relative_error
     from hybridvit.models.utils import reparameterize_model
-    from hybridvit.models.utils.checkpoint import load_state_dict_strictly
+    from hybridvit.models.utils.checkpoint import (load_state_dict_strictly,
+                                                   save_checkpoint_atomically)
 
     if osp.abspath(args.out) == osp.abspath(args.checkpoint):
         raise UserError(f'refusing to overwrite the input checkpoint {args.checkpoint}')
@@ -69,9 +70,7 @@ def main():
     meta = dict(dataset_meta=model.dataset_meta, deploy=True,
                 source_checkpoint=osp.abspath(args.checkpoint), config=model.cfg.pretty_text)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    tmp = args.out + '.tmp'
-    torch.save(dict(state_dict=state_dict, meta=meta), tmp)
-    os.replace(tmp, args.out)
+    save_checkpoint_atomically(state_dict, args.out, meta=meta)
     print(f'saved {args.out}')
 
 

@@ -16,7 +16,6 @@ DST. Errors are one line on stderr, exit status 2.
 import argparse
 import os
 import sys
-import tempfile
 
 ARCHS = ['t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36']
 
@@ -32,29 +31,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _save(state_dict, dst: str) -> None:
-    folder = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f'output folder does not exist: {folder}')
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dst) + '.', dir=folder)
-    os.close(fd)
-    try:
-        if dst.endswith('.safetensors'):
-            from safetensors.torch import save_file
-            save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
-        else:
-            import torch
-            torch.save({'state_dict': state_dict}, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
 
 def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
     """Convert ``src`` into ``dst``; return a one-line summary."""
-    from hybridvit.models.utils.checkpoint import read_state_dict
+    from hybridvit.models.utils.checkpoint import (read_state_dict,
+                                                   save_checkpoint_atomically)
     from hybridvit.models.utils.fastvit_converters import (convert_fastvit_state_dict,
                                                            detect_fastvit_format,
                                                            is_reparameterized_state_dict)
@@ -80,7 +61,7 @@ def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
             converted = {k: v for k, v in fused_sd.items()
                          if k in own or not k.startswith('norm')}
             fused = True
-    _save(converted, dst)
+    save_checkpoint_atomically(converted, dst)
     return (f'{src} ({fmt} layout{", fused" if fused else ""}) -> {dst}: '
             f'{len(converted)} tensors; dropped {len(dropped)} classifier key(s)'
             f'{f", verified against FastViT({arch!r})" if arch else ""}')

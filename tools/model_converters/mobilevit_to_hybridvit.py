@@ -14,7 +14,6 @@ interrupted run never leaves a truncated DST. Errors are one line on stderr, exi
 import argparse
 import os
 import sys
-import tempfile
 
 
 def parse_args(argv=None):
@@ -28,29 +27,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _save(state_dict, dst: str) -> None:
-    folder = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f'output folder does not exist: {folder}')
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dst) + '.', dir=folder)
-    os.close(fd)
-    try:
-        if dst.endswith('.safetensors'):
-            from safetensors.torch import save_file
-            save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
-        else:
-            import torch
-            torch.save({'state_dict': state_dict}, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
 
 def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
     """Convert ``src`` into ``dst``; return a one-line summary."""
-    from hybridvit.models.utils.checkpoint import read_state_dict
+    from hybridvit.models.utils.checkpoint import (read_state_dict,
+                                                   save_checkpoint_atomically)
     from hybridvit.models.utils.mobilevit_converters import (
         convert_mobilevit_state_dict, detect_mobilevit_format, fuse_bn_state_dict)
 
@@ -66,7 +47,7 @@ def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
         from hybridvit.models.utils.checkpoint import load_state_dict_strictly
         load_state_dict_strictly(MobileViT(arch, deploy=fuse), converted, source=src,
                                  logger='silent')
-    _save(converted, dst)
+    save_checkpoint_atomically(converted, dst)
     return (f'{src} ({fmt} layout) -> {dst}: {len(converted)} tensors'
             f'{", fused" if fuse else ""}; dropped {len(dropped)} classifier key(s)'
             f'{f", verified against MobileViT({arch!r})" if arch else ""}')

@@ -10,7 +10,9 @@ Backbones call these from ``init_weights()`` when ``init_cfg=dict(type='Pretrain
    listing every missing / unexpected key and every shape mismatch, except keys the caller
    declares as expected to be absent (e.g. dense-prediction norms absent from ImageNet weights).
 """
+import os
 import re
+import tempfile
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional
 
@@ -18,7 +20,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['CheckpointMismatchError', 'read_state_dict', 'load_state_dict_strictly']
+__all__ = ['CheckpointMismatchError', 'read_state_dict', 'load_state_dict_strictly',
+           'save_checkpoint_atomically']
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -114,3 +117,31 @@ def load_state_dict_strictly(module: torch.nn.Module,
     module.load_state_dict(state_dict, strict=False)
     print_log(f'loaded {len(state_dict)} tensors from {source} into {type(module).__name__}',
               logger=logger)
+
+
+def save_checkpoint_atomically(state_dict: Dict[str, torch.Tensor], dst: str,
+                               meta: Optional[dict] = None) -> None:
+    """Write ``state_dict`` to ``dst`` via a temporary file in the same folder + rename.
+
+    ``.safetensors`` gets the tensors only; anything else a torch file
+    ``{'state_dict': ..., 'meta': ...}``. An interrupted write never leaves a partial ``dst``.
+    """
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f'output folder does not exist: {folder}')
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dst) + '.', dir=folder)
+    os.close(fd)
+    try:
+        if dst.endswith('.safetensors'):
+            from safetensors.torch import save_file
+            save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
+        else:
+            payload = {'state_dict': state_dict}
+            if meta is not None:
+                payload['meta'] = meta
+            torch.save(payload, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
