@@ -12,10 +12,13 @@ model = dict(
     backbone=dict(type='hybridvit.FastViT', arch='t8', out_indices=(3, ), init_cfg=None),
     head=dict(
         in_channels=384,
+        pool_size=4,  # keep the 4x4 layout of the last stage (global pooling loses it)
         hidden_dims=(512, ),
         # procedural mesh faces written by the generator: enables edge / normal losses
         faces=data_root + '/mesh_faces.json',
-        loss_weights=dict(joints=1.0, verts=1.0, keypoints_2d=0.1, edge=1.0, normal=0.1)))
+        # camera-frame L1 plus L1 after rigid alignment (trains shape despite ambiguous rotation)
+        loss_weights=dict(joints=0.5, verts=0.5, pa_joints=1.0, pa_verts=1.0, keypoints_2d=0.1,
+                          edge=1.0, normal=0.1)))
 
 train_pipeline = [
     dict(type='LoadHandImage'),

@@ -20,6 +20,7 @@ from hybridvit.datasets.freihand import FreiHANDDataset
 from hybridvit.datasets.generators.mini_freihand import make_mini_freihand
 from hybridvit.models.estimators import HandMeshEstimator
 from hybridvit.models.heads import HandMeshHead, MANOLayer, load_mano_params
+from hybridvit.models.heads.procrustes import procrustes_rotation, rigid_align
 from hybridvit.registry import METRICS, MODELS
 
 CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'hand')
@@ -82,6 +83,59 @@ def test_head_shapes_and_losses_multiscale():
         HandMeshHead(in_channels=8, loss_weights=dict(joint=1.0))
     with pytest.raises(ValueError, match='vertices'):
         HandMeshHead(in_channels=8, num_verts=3, faces=faces)
+    with pytest.raises(ValueError, match='pool_size'):
+        HandMeshHead(in_channels=8, pool_size=0)
+
+
+def _random_rotations(n, seed=0, dtype=torch.float64):
+    q, _ = torch.linalg.qr(torch.randn(n, 3, 3, generator=torch.Generator().manual_seed(seed),
+                                       dtype=dtype))
+    return q * torch.sign(torch.linalg.det(q))[:, None, None]  # proper rotations
+
+
+def test_procrustes_matches_scipy_and_undoes_rigid_motion():
+    from scipy.linalg import orthogonal_procrustes
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(3, 40, 3, generator=g, dtype=torch.float64)
+    moved = target @ _random_rotations(3) + torch.randn(3, 1, 3, generator=g,
+                                                        dtype=torch.float64)
+    torch.testing.assert_close(rigid_align(moved, target), target, atol=1e-10, rtol=0)
+    # a mirrored copy is aligned too: reflections are allowed, as in the FreiHAND metric
+    mirrored = target * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
+    torch.testing.assert_close(rigid_align(mirrored, target), target, atol=1e-10, rtol=0)
+    source = torch.randn(1, 40, 3, generator=g, dtype=torch.float64)
+    expected, _ = orthogonal_procrustes((source - source.mean(1))[0].numpy(),
+                                        (target[:1] - target[:1].mean(1))[0].numpy())
+    np.testing.assert_allclose(procrustes_rotation(source, target[:1])[0].numpy(), expected,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match=r'\(B, P, 3\)'):
+        procrustes_rotation(source, target)
+
+
+def test_aligned_losses_ignore_rotation_but_not_shape():
+    """pa_* losses are 0 for a rotated copy of the ground truth (the camera-frame loss is not),
+    positive for a deformed one, and their gradient reaches the prediction."""
+    gt = _samples(2)
+    head = HandMeshHead(in_channels=16, pool_size=2, hidden_dims=(32,),
+                        loss_weights=dict(pa_joints=1.0, pa_verts=1.0, keypoints_2d=0.0))
+    feats = (torch.randn(2, 16, 5, 5),)
+    assert head.mlp[0].in_features == 16 * 2 * 2
+    gt_joints = torch.stack([s.gt_joints for s in gt])
+    gt_verts = torch.stack([s.gt_verts for s in gt])
+    rot = _random_rotations(2, seed=3, dtype=torch.float32)
+
+    def fake_forward(joints, verts):
+        head.forward = lambda _feats: dict(joints=joints, verts=verts)
+        return head.loss(feats, gt)
+
+    losses = fake_forward(gt_joints @ rot, gt_verts @ rot)
+    assert losses['loss_pa_joints'] < 1e-6 and losses['loss_pa_verts'] < 1e-6
+    assert losses['loss_joints'] > 1e-3 and losses['loss_verts'] > 1e-3
+    verts = (gt_verts * 1.3).requires_grad_()
+    losses = fake_forward(gt_joints, verts)
+    assert losses['loss_pa_verts'] > 1e-3
+    losses['loss_pa_verts'].backward()
+    assert verts.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------- MANO

@@ -4,16 +4,17 @@ FastViT (Vasu et al., "FastViT: A Fast Hybrid Vision Transformer using Structura
 Reparameterization", ICCV 2023, https://arxiv.org/abs/2303.14189) reports FreiHAND results with a
 simple regression module on its features predicting a weak-perspective camera and MANO
 pose/shape; the Apple code (https://github.com/apple/ml-fastvit) does not include that module.
-This head is our own design in that spirit: global pooling of one or more backbone features, an
-MLP, and either
+This head is our own design in that spirit: average pooling of one or more backbone features
+(globally, or to a small grid that keeps where the fingers are), an MLP, and either
 
 * MANO-free (default): 21 root-relative joints and 778 vertices regressed directly, or
 * MANO mode: global orientation, hand pose, shape -> :class:`MANOLayer` -> joints / vertices,
 
 plus a weak-perspective camera ``(s, tx, ty)`` that maps root-relative 3D joints onto the
 normalised crop (``[-1, 1]`` across the input image): ``uv_norm = s * xy + (tx, ty)``.
-Losses: L1 on joints, L1 on vertices, L1 on the reprojected 2D keypoints, and, when mesh faces
-are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee, ECCV 2020,
+Losses: L1 on joints, L1 on vertices (optionally also after a rigid Procrustes alignment, as the
+FreiHAND metrics align, see :mod:`.procrustes`), L1 on the reprojected 2D keypoints, and, when mesh
+faces are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee, ECCV 2020,
 https://arxiv.org/abs/2008.03713).
 """
 import json
@@ -28,9 +29,10 @@ from mmengine.structures import BaseDataElement
 
 from hybridvit.registry import MODELS
 from .mano import MANOLayer
+from .procrustes import rigid_align
 
-_DEFAULT_LOSS_WEIGHTS = dict(joints=1.0, verts=1.0, keypoints_2d=0.1, edge=1.0, normal=0.1,
-                             betas=1e-3)
+_DEFAULT_LOSS_WEIGHTS = dict(joints=1.0, verts=1.0, pa_joints=0.0, pa_verts=0.0,
+                             keypoints_2d=0.1, edge=1.0, normal=0.1, betas=1e-3)
 
 
 def _load_faces(faces) -> Optional[np.ndarray]:
@@ -64,7 +66,7 @@ def _stack(data_samples: Sequence[BaseDataElement], key: str, device) -> torch.T
 
 @MODELS.register_module()
 class HandMeshHead(BaseModule):
-    """Global-pool + MLP hand mesh regressor with a weak-perspective camera.
+    """Pool + MLP hand mesh regressor with a weak-perspective camera.
 
     Paper context: https://arxiv.org/abs/2303.14189 (FastViT, hand mesh estimation section).
 
@@ -72,6 +74,9 @@ class HandMeshHead(BaseModule):
         in_channels (int | Sequence[int]): channels of the used backbone feature(s).
         in_index (int | Sequence[int]): which backbone outputs to pool (several are
             concatenated, i.e. multi-scale). Defaults to -1 (last).
+        pool_size (int): each used feature map is average-pooled to ``pool_size x pool_size``
+            cells and flattened; 1 = global average pooling. A small grid (e.g. 4) keeps the
+            spatial layout that global pooling throws away. Defaults to 1.
         num_joints (int): joints (MANO-free mode). Defaults to 21.
         num_verts (int): vertices (MANO-free mode). Defaults to 778.
         hidden_dims (Sequence[int]): MLP hidden sizes. Defaults to (1024,).
@@ -79,8 +84,10 @@ class HandMeshHead(BaseModule):
         cam_scale_init (float): weak-perspective scale at initialisation (normalised crop units
             per metre; about 2 f / (W Z)). Defaults to 8.
         coord_scale (float): metres per unit of the raw 3D regression outputs. Defaults to 0.1.
-        loss_weights (dict, optional): weights for ``joints``, ``verts``, ``keypoints_2d``,
-            ``edge``, ``normal`` (edge / normal only with faces) and ``betas`` (MANO mode).
+        loss_weights (dict, optional): weights for ``joints``, ``verts`` (camera frame),
+            ``pa_joints``, ``pa_verts`` (after rigid Procrustes alignment to the ground truth;
+            off by default), ``keypoints_2d``, ``edge``, ``normal`` (edge / normal only with
+            faces) and ``betas`` (MANO mode).
         faces (str | array, optional): (F, 3) mesh faces (array, ``.npy`` or ``.json`` file)
             enabling the edge / normal losses in MANO-free mode (MANO mode uses MANO's faces).
         mano_model_path (str, optional): MANO ``.pkl``; switches to MANO mode.
@@ -89,7 +96,8 @@ class HandMeshHead(BaseModule):
     """
 
     def __init__(self, in_channels: Union[int, Sequence[int]],
-                 in_index: Union[int, Sequence[int]] = -1, num_joints: int = 21,
+                 in_index: Union[int, Sequence[int]] = -1, pool_size: int = 1,
+                 num_joints: int = 21,
                  num_verts: int = 778, hidden_dims: Sequence[int] = (1024,),
                  dropout: float = 0.0, cam_scale_init: float = 8.0, coord_scale: float = 0.1,
                  loss_weights: Optional[dict] = None, faces=None,
@@ -103,6 +111,9 @@ class HandMeshHead(BaseModule):
         if len(in_channels) != len(self.in_index):
             raise ValueError(f'in_channels {in_channels} and in_index {self.in_index} must have '
                              'the same length')
+        if int(pool_size) != pool_size or pool_size < 1:
+            raise ValueError(f'pool_size must be a positive integer, got {pool_size!r}')
+        self.pool_size = int(pool_size)
         unknown = set(loss_weights or {}) - set(_DEFAULT_LOSS_WEIGHTS)
         if unknown:
             raise ValueError(f'unknown loss_weights keys {sorted(unknown)}; expected a subset '
@@ -139,7 +150,7 @@ class HandMeshHead(BaseModule):
             self.faces = self.edges = None
 
         layers: List[nn.Module] = []
-        dim = sum(in_channels)
+        dim = sum(in_channels) * self.pool_size ** 2
         for hidden in hidden_dims:
             layers += [nn.Linear(dim, hidden), nn.GELU()]
             dim = hidden
@@ -170,7 +181,11 @@ class HandMeshHead(BaseModule):
             except IndexError:
                 raise IndexError(f'in_index {i} out of range for {len(feats)} backbone '
                                  'outputs') from None
-            pooled.append(feat.mean(dim=(2, 3)))  # (B, C)
+            if self.pool_size == 1:
+                pooled.append(feat.mean(dim=(2, 3)))  # (B, C)
+            else:
+                # (B, C, H, W) -> (B, C, p, p) -> (B, C * p * p)
+                pooled.append(F.adaptive_avg_pool2d(feat, self.pool_size).flatten(1))
         x = self.mlp(torch.cat(pooled, dim=1))  # (B, hidden)
         out = self.fc_out(x)
         bsz = out.shape[0]
@@ -228,13 +243,19 @@ class HandMeshHead(BaseModule):
             raise ValueError(f'gt_joints shape {tuple(gt_joints.shape)} does not match the '
                              f'prediction {tuple(pred["joints"].shape)}')
         losses['loss_joints'] = w['joints'] * F.l1_loss(pred['joints'], gt_joints)
-        if w['verts'] > 0 or self.faces is not None:
+        if w['pa_joints'] > 0:
+            losses['loss_pa_joints'] = w['pa_joints'] * F.l1_loss(
+                rigid_align(pred['joints'], gt_joints), gt_joints)
+        if w['verts'] > 0 or w['pa_verts'] > 0 or self.faces is not None:
             gt_verts = _stack(data_samples, 'gt_verts', device)
             if gt_verts.shape[1:] != pred['verts'].shape[1:]:
                 raise ValueError(f'gt_verts shape {tuple(gt_verts.shape)} does not match the '
                                  f'prediction {tuple(pred["verts"].shape)}')
             if w['verts'] > 0:
                 losses['loss_verts'] = w['verts'] * F.l1_loss(pred['verts'], gt_verts)
+            if w['pa_verts'] > 0:
+                losses['loss_pa_verts'] = w['pa_verts'] * F.l1_loss(
+                    rigid_align(pred['verts'], gt_verts), gt_verts)
             if self.faces is not None:
                 losses.update(self._mesh_losses(pred['verts'], gt_verts))
         if w['keypoints_2d'] > 0:
