@@ -78,13 +78,24 @@ def draw_detections(img_bgr: np.ndarray, bboxes: np.ndarray, labels: np.ndarray,
 
 
 def draw_hand(img_bgr: np.ndarray, joints_2d: np.ndarray,
-              verts_2d: Optional[np.ndarray] = None) -> np.ndarray:
-    """Mesh points (grey) and the 21-joint skeleton coloured per finger."""
+              verts_2d: Optional[np.ndarray] = None, min_side: int = 384) -> np.ndarray:
+    """Mesh points (grey) and the 21-joint skeleton coloured per finger.
+
+    Images whose longer side is below ``min_side`` pixels (FreiHAND crops are 224) are enlarged
+    by an integer factor first so that the skeleton stays readable; points are scaled with them.
+    """
+    factor = max(1, int(np.ceil(min_side / max(img_bgr.shape[:2])))) if min_side else 1
     out = img_bgr.copy()
+    if factor > 1:
+        out = cv2.resize(out, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+
+    def to_big(points):  # pixel centres: x_big = (x + 0.5) * factor - 0.5
+        return (np.asarray(points, dtype=np.float64) + 0.5) * factor - 0.5
+
     if verts_2d is not None:
-        for x, y in np.round(verts_2d).astype(int):
+        for x, y in np.round(to_big(verts_2d)).astype(int):
             cv2.circle(out, (x, y), 1, (200, 200, 200), -1, cv2.LINE_AA)
-    pts = np.round(joints_2d).astype(int)
+    pts = np.round(to_big(joints_2d)).astype(int)
     for b, (i, j) in enumerate(HAND_BONES):
         colour = _FINGER_COLOURS[b // 4][::-1]
         cv2.line(out, tuple(pts[i]), tuple(pts[j]), colour, 2, cv2.LINE_AA)

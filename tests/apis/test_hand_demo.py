@@ -58,3 +58,15 @@ def test_demo_hand_mode_writes_picture_and_obj(mini_freihand, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and '--bbox' in bad.stderr
+
+
+def test_draw_hand_enlarges_small_crops_and_scales_points():
+    from hybridvit.visualization import draw_hand
+    img = np.zeros((64, 48, 3), np.uint8)
+    joints = np.tile([[10.0, 20.0]], (21, 1))  # all joints on one pixel
+    vis = draw_hand(img, joints)
+    assert vis.shape == (384, 288, 3)  # factor ceil(384 / 64) = 6 on both sides
+    y, x = np.argwhere(vis.any(-1)).mean(0)
+    assert abs(x - (10.5 * 6 - 0.5)) < 1 and abs(y - (20.5 * 6 - 0.5)) < 1
+    assert draw_hand(np.zeros((400, 500, 3), np.uint8), joints).shape == (400, 500, 3)
+    assert draw_hand(img, joints, min_side=0).shape == img.shape

@@ -33,5 +33,6 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
     run_tool('tools/analysis/hand_mesh_baseline.py', str(cfg_copy), '--out', baseline_file)
     with open(baseline_file) as f:
         baseline = json.load(f)
+    print(f'trained: {trained}\nmean-pose baseline: {baseline}')  # shown with -s
     assert trained['freihand/pa_mpjpe'] < 0.7 * baseline['pa_mpjpe'], (trained, baseline)
     assert trained['freihand/f_15mm'] > baseline['f_15mm'], (trained, baseline)
