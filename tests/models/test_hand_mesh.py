@@ -112,6 +112,43 @@ def test_procrustes_matches_scipy_and_undoes_rigid_motion():
         procrustes_rotation(source, target)
 
 
+def test_rotation_6d_gives_proper_rotations():
+    from hybridvit.models.heads.rotation_6d import IDENTITY_6D, rotation_6d_to_matrix
+    rot = rotation_6d_to_matrix(torch.randn(5, 6, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(rot @ rot.transpose(1, 2), torch.eye(3).expand(5, 3, 3),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(rot), torch.ones(5), atol=1e-5, rtol=0)
+    # the first two columns of a rotation are its own 6D code
+    code = torch.cat([rot[:, :, 0], rot[:, :, 1]], dim=1)
+    torch.testing.assert_close(rotation_6d_to_matrix(code), rot, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rotation_6d_to_matrix(torch.tensor([IDENTITY_6D])),
+                               torch.eye(3)[None])
+    with pytest.raises(ValueError, match='6 values'):
+        rotation_6d_to_matrix(torch.zeros(2, 5))
+
+
+def test_global_rotation_head_rotates_the_hand_frame():
+    """global_rotation=True: the output is the hand-frame mesh turned by the regressed rotation,
+    so changing only the rotation output rotates joints and vertices rigidly about the root."""
+    torch.manual_seed(0)
+    head = HandMeshHead(in_channels=16, hidden_dims=(32,), num_verts=7, global_rotation=True)
+    feats = (torch.randn(2, 16, 4, 4),)
+    before = head(feats)
+    assert before['global_rot'].shape == (2, 3, 3)
+    rot_z = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    with torch.no_grad():
+        head.fc_rot.weight.zero_()
+        head.fc_rot.bias.copy_(torch.tensor([0.0, 1.0, 0.0, -1.0, 0.0, 0.0]))  # columns of rot_z
+    after = head(feats)
+    torch.testing.assert_close(after['global_rot'], rot_z.expand(2, 3, 3))
+    hand_frame = before['verts'] @ before['global_rot']  # undo the first rotation (R^-1 = R^T)
+    torch.testing.assert_close(after['verts'], hand_frame @ rot_z.T, atol=1e-6, rtol=1e-4)
+    head.loss(feats, _samples(2, num_verts=7))['loss_joints'].backward()
+    assert head.fc_rot.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='MANO-free'):
+        HandMeshHead(in_channels=16, global_rotation=True, mano_model_path='MANO_RIGHT.pkl')
+
+
 def test_aligned_losses_ignore_rotation_but_not_shape():
     """pa_* losses are 0 for a rotated copy of the ground truth (the camera-frame loss is not),
     positive for a deformed one, and their gradient reaches the prediction."""

@@ -7,7 +7,9 @@ pose/shape; the Apple code (https://github.com/apple/ml-fastvit) does not includ
 This head is our own design in that spirit: average pooling of one or more backbone features
 (globally, or to a small grid that keeps where the fingers are), an MLP, and either
 
-* MANO-free (default): 21 root-relative joints and 778 vertices regressed directly, or
+* MANO-free (default): 21 root-relative joints and 778 vertices regressed directly (optionally
+  in a hand-centred frame, turned into the camera frame by a separately regressed global
+  rotation: ``global_rotation=True``), or
 * MANO mode: global orientation, hand pose, shape -> :class:`MANOLayer` -> joints / vertices,
 
 plus a weak-perspective camera ``(s, tx, ty)`` that maps root-relative 3D joints onto the
@@ -30,6 +32,7 @@ from mmengine.structures import BaseDataElement
 from hybridvit.registry import MODELS
 from .mano import MANOLayer
 from .procrustes import rigid_align
+from .rotation_6d import IDENTITY_6D, rotation_6d_to_matrix
 
 _DEFAULT_LOSS_WEIGHTS = dict(joints=1.0, verts=1.0, pa_joints=0.0, pa_verts=0.0,
                              keypoints_2d=0.1, edge=1.0, normal=0.1, betas=1e-3)
@@ -79,6 +82,11 @@ class HandMeshHead(BaseModule):
             spatial layout that global pooling throws away. Defaults to 1.
         num_joints (int): joints (MANO-free mode). Defaults to 21.
         num_verts (int): vertices (MANO-free mode). Defaults to 778.
+        global_rotation (bool): MANO-free mode only: regress the joints / vertices in a
+            hand-centred frame plus a global rotation (6D representation, Zhou et al. CVPR
+            2019) that maps them into the camera frame, as MANO's global orientation does;
+            factors orientation (trained by the camera-frame and 2D losses) from shape (trained
+            by all losses). Defaults to False (camera-frame coordinates regressed directly).
         hidden_dims (Sequence[int]): MLP hidden sizes. Defaults to (1024,).
         dropout (float): dropout before the output layer. Defaults to 0.
         cam_scale_init (float): weak-perspective scale at initialisation (normalised crop units
@@ -98,7 +106,7 @@ class HandMeshHead(BaseModule):
     def __init__(self, in_channels: Union[int, Sequence[int]],
                  in_index: Union[int, Sequence[int]] = -1, pool_size: int = 1,
                  num_joints: int = 21,
-                 num_verts: int = 778, hidden_dims: Sequence[int] = (1024,),
+                 num_verts: int = 778, global_rotation: bool = False, hidden_dims: Sequence[int] = (1024,),
                  dropout: float = 0.0, cam_scale_init: float = 8.0, coord_scale: float = 0.1,
                  loss_weights: Optional[dict] = None, faces=None,
                  mano_model_path: Optional[str] = None, mano_cfg: Optional[dict] = None,
@@ -123,6 +131,9 @@ class HandMeshHead(BaseModule):
         self.coord_scale = float(coord_scale)
 
         self.mano = None
+        if mano_model_path is not None and global_rotation:
+            raise ValueError('global_rotation is for the MANO-free head; MANO mode already '
+                             'regresses the global orientation')
         if mano_model_path is not None:
             self.mano = MANOLayer(mano_model_path, **(mano_cfg or {}))
             num_verts = self.mano.v_template.shape[0]
@@ -162,6 +173,12 @@ class HandMeshHead(BaseModule):
         for fc in (self.fc_out, self.fc_cam):
             nn.init.normal_(fc.weight, std=1e-3)
             nn.init.zeros_(fc.bias)
+        self.fc_rot = None
+        if global_rotation:
+            self.fc_rot = nn.Linear(dim, 6)
+            nn.init.normal_(self.fc_rot.weight, std=1e-3)
+            with torch.no_grad():  # start at the identity rotation
+                self.fc_rot.bias.copy_(torch.tensor(IDENTITY_6D))
 
     # ---------------------------------------------------------------- forward
     def forward(self, feats: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -170,7 +187,8 @@ class HandMeshHead(BaseModule):
         Returns:
             dict: ``joints`` (B, J, 3) and ``verts`` (B, V, 3) root-relative (joint 0) metres,
             ``cam`` (B, 3) = (s, tx, ty), ``keypoints_2d_norm`` (B, J, 2) in [-1, 1] crop
-            coordinates; in MANO mode also ``global_orient``, ``hand_pose``, ``betas``.
+            coordinates; in MANO mode also ``global_orient``, ``hand_pose``, ``betas``; with
+            ``global_rotation`` also ``global_rot`` (B, 3, 3) (camera = hand frame @ R^T).
         """
         if isinstance(feats, torch.Tensor):
             feats = (feats,)
@@ -193,6 +211,10 @@ class HandMeshHead(BaseModule):
         if self.mano is None:
             # (B, 3 * (J + V)) -> (B, J + V, 3), in metres
             coords = out.view(bsz, self.num_joints + self.num_verts, 3) * self.coord_scale
+            if self.fc_rot is not None:
+                rot = rotation_6d_to_matrix(self.fc_rot(x))  # (B, 3, 3)
+                coords = coords @ rot.transpose(1, 2)  # hand frame -> camera frame
+                result['global_rot'] = rot
             joints, verts = coords[:, :self.num_joints], coords[:, self.num_joints:]
         else:
             params = torch.split(out, list(self.param_dims.values()), dim=1)
