@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.structures import BaseDataElement
 
+from hybridvit.models.layers.grid_pool import grid_avg_pool2d
 from hybridvit.registry import MODELS
 from .mano import MANOLayer
 from .procrustes import rigid_align
@@ -203,7 +204,7 @@ class HandMeshHead(BaseModule):
                 pooled.append(feat.mean(dim=(2, 3)))  # (B, C)
             else:
                 # (B, C, H, W) -> (B, C, p, p) -> (B, C * p * p)
-                pooled.append(F.adaptive_avg_pool2d(feat, self.pool_size).flatten(1))
+                pooled.append(grid_avg_pool2d(feat, self.pool_size).flatten(1))
         x = self.mlp(torch.cat(pooled, dim=1))  # (B, hidden)
         out = self.fc_out(x)
         bsz = out.shape[0]

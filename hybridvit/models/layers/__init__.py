@@ -2,6 +2,7 @@
 from .conv_bn import ConvBN, ConvNormAct
 from .attention import Attention, AttentionBlock
 from .conv_ffn import ConvFFN, DropPath, LayerScale2d
+from .grid_pool import grid_avg_pool2d
 from .large_kernel import ReparamLargeKernelConv
 from .mobileone import MobileOneBlock
 from .repmixer import PoolingMixer, RepCPE, RepMixer, RepMixerBlock
