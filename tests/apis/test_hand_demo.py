@@ -70,3 +70,24 @@ def test_draw_hand_enlarges_small_crops_and_scales_points():
     assert abs(x - (10.5 * 6 - 0.5)) < 1 and abs(y - (20.5 * 6 - 0.5)) < 1
     assert draw_hand(np.zeros((400, 500, 3), np.uint8), joints).shape == (400, 500, 3)
     assert draw_hand(img, joints, min_side=0).shape == img.shape
+
+
+def test_gallery_tool_draws_rows_and_scores_all_samples(mini_freihand, tmp_path):
+    import cv2
+    out = str(tmp_path / 'gallery.png')
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/hand_mesh_gallery.py', CONFIG, 'none', '--num', '2',
+         '--rows', '1', '--out', out, '--cfg-options',
+         f'model.head.faces={mini_freihand}/mesh_faces.json',
+         f'test_dataloader.dataset.data_root={mini_freihand}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 'mean 2D keypoint error over 2 samples' in proc.stdout
+    assert proc.stdout.count('[gallery]') == 2
+    assert cv2.imread(out).shape == (256, 3 * 256, 3)  # one row: prediction, truth, mesh
+
+    bad = subprocess.run(
+        [sys.executable, 'tools/analysis/hand_mesh_gallery.py', CONFIG, 'none', '--rows', '0'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and '--rows' in bad.stderr

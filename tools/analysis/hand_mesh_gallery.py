@@ -20,7 +20,7 @@ PANEL = 256  # pixels per panel side
 def parse_args():
     parser = argparse.ArgumentParser(description='prediction gallery for hand-mesh configs')
     parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    parser.add_argument('checkpoint', help="checkpoint ('none': random weights)")
     parser.add_argument('--num', type=int, default=6, help='samples scored, from the first')
     parser.add_argument('--rows', type=int, default=5, help='samples drawn (the first ones)')
     parser.add_argument('--out', default='hand_mesh_gallery.png', help='output PNG')
@@ -65,7 +65,8 @@ def main():
     from hybridvit.evaluation.functional.hand_mesh import align_w_scale
     from hybridvit.registry import DATASETS
     from hybridvit.visualization import draw_hand
-    model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
     ds_cfg = dict(model.cfg.test_dataloader.dataset)
     ds_cfg['pipeline'] = []
     dataset = DATASETS.build(ds_cfg)
