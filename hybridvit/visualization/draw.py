@@ -100,6 +100,6 @@ def draw_hand(img_bgr: np.ndarray, joints_2d: np.ndarray,
         colour = _FINGER_COLOURS[b // 4][::-1]
         cv2.line(out, tuple(pts[i]), tuple(pts[j]), colour, 2, cv2.LINE_AA)
     for k, (x, y) in enumerate(pts):
-        cv2.circle(out, (x, y), 3, (255, 255, 255) if k == 0 else _FINGER_COLOURS[(k - 1) // 4][::-1],
-                   -1, cv2.LINE_AA)
+        colour = (255, 255, 255) if k == 0 else _FINGER_COLOURS[(k - 1) // 4][::-1]
+        cv2.circle(out, (x, y), 3, colour, -1, cv2.LINE_AA)
     return out

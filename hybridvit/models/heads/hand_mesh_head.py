@@ -5,7 +5,7 @@ Reparameterization", ICCV 2023, https://arxiv.org/abs/2303.14189) reports FreiHA
 simple regression module on its features predicting a weak-perspective camera and MANO
 pose/shape; the Apple code (https://github.com/apple/ml-fastvit) does not include that module.
 This head is our own design in that spirit: average pooling of one or more backbone features
-(globally, or to a small grid that keeps where the fingers are), an MLP, and either
+(globally, or to a small grid that keeps the spatial layout), an MLP, and either
 
 * MANO-free (default): 21 root-relative joints and 778 vertices regressed directly (optionally
   in a hand-centred frame, turned into the camera frame by a separately regressed global
@@ -16,8 +16,8 @@ plus a weak-perspective camera ``(s, tx, ty)`` that maps root-relative 3D joints
 normalised crop (``[-1, 1]`` across the input image): ``uv_norm = s * xy + (tx, ty)``.
 Losses: L1 on joints, L1 on vertices (optionally also after a rigid Procrustes alignment, as the
 FreiHAND metrics align, see :mod:`.procrustes`), L1 on the reprojected 2D keypoints, and, when mesh
-faces are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee, ECCV 2020,
-https://arxiv.org/abs/2008.03713).
+faces are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee,
+ECCV 2020, https://arxiv.org/abs/2008.03713).
 """
 import json
 from typing import Dict, List, Optional, Sequence, Union
@@ -106,8 +106,8 @@ class HandMeshHead(BaseModule):
 
     def __init__(self, in_channels: Union[int, Sequence[int]],
                  in_index: Union[int, Sequence[int]] = -1, pool_size: int = 1,
-                 num_joints: int = 21,
-                 num_verts: int = 778, global_rotation: bool = False, hidden_dims: Sequence[int] = (1024,),
+                 num_joints: int = 21, num_verts: int = 778, global_rotation: bool = False,
+                 hidden_dims: Sequence[int] = (1024,),
                  dropout: float = 0.0, cam_scale_init: float = 8.0, coord_scale: float = 0.1,
                  loss_weights: Optional[dict] = None, faces=None,
                  mano_model_path: Optional[str] = None, mano_cfg: Optional[dict] = None,
