@@ -106,14 +106,15 @@ def test_segmentor_cli_export_matches(tmp_path, capsys):
         (1, 6, 24, 16)
 
 
-@pytest.mark.parametrize('size,options', [(64, {}), (96, {'model.head.global_rotation': True})])
-def test_hand_model_export_matches(tmp_path, size, options):
+@pytest.mark.parametrize('size,rotation', [(64, False), (96, True)])
+def test_hand_model_export_matches(tmp_path, size, rotation):
     # 64 / 96 px -> 2x2 / 3x3 last stage, pooled to the head's 4x4 grid (not a divisor)
-    model = reparameterize_model(_init(HAND_CFG, **{'model.head.faces': None}, **options))
+    model = reparameterize_model(_init(HAND_CFG, **{'model.head.faces': None,
+                                                    'model.head.global_rotation': rotation}))
     module, prefix, _ = exportable_part(model, 'hand', 'model')
     example = torch.randn(1, 3, size, size)
     names = output_names(module, example, prefix)
-    extra = ['global_rot'] if options else []
+    extra = ['global_rot'] if rotation else []
     assert names == sorted(['cam', 'joints', 'keypoints_2d_norm', 'verts'] + extra)
     checks = export_onnx(module, example, str(tmp_path / 'hand.onnx'), names=names)
     assert checks[0]['max_rel'] < TOL
