@@ -1,4 +1,6 @@
 """Drawing helpers for the demo."""
-from .draw import HAND_BONES, default_palette, draw_detections, draw_hand, draw_segmentation
+from .draw import (HAND_BONES, default_palette, draw_detections, draw_hand, draw_segmentation,
+                   draw_text)
 
-__all__ = ['HAND_BONES', 'default_palette', 'draw_detections', 'draw_hand', 'draw_segmentation']
+__all__ = ['HAND_BONES', 'default_palette', 'draw_detections', 'draw_hand', 'draw_segmentation',
+           'draw_text']

@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-__all__ = ['default_palette', 'draw_segmentation', 'draw_detections', 'draw_hand',
+__all__ = ['default_palette', 'draw_segmentation', 'draw_detections', 'draw_hand', 'draw_text',
            'HAND_BONES']
 
 # FreiHAND joint order: wrist, thumb(1-4), index(5-8), middle(9-12), ring(13-16), pinky(17-20)
@@ -21,7 +21,8 @@ def default_palette(num_classes: int, seed: int = 3) -> np.ndarray:
     return rng.integers(40, 256, size=(num_classes, 3), dtype=np.uint8)
 
 
-def _text(img, text, org, colour=(255, 255, 255), scale=0.45):
+def draw_text(img, text, org, colour=(255, 255, 255), scale=0.45):
+    """Write ``text`` at ``org`` in place, with a black outline so it reads on any background."""
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
@@ -73,7 +74,7 @@ def draw_detections(img_bgr: np.ndarray, bboxes: np.ndarray, labels: np.ndarray,
         x1, y1, x2, y2 = [int(round(v)) for v in bboxes[i]]
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
         name = classes[int(labels[i])] if int(labels[i]) < len(classes) else str(int(labels[i]))
-        _text(out, f'{name} {scores[i]:.2f}', (x1 + 2, max(y1 - 4, 12)), colour)
+        draw_text(out, f'{name} {scores[i]:.2f}', (x1 + 2, max(y1 - 4, 12)), colour)
     return out
 
 

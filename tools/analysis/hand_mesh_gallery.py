@@ -45,14 +45,6 @@ def _mesh_panel(pred_verts, gt_verts):
     return panel
 
 
-def _label(img, text):
-    import cv2
-    cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return img
-
-
 def main():
     args = parse_args()
     if args.num < 1 or args.rows < 1:
@@ -64,7 +56,7 @@ def main():
     from hybridvit.apis import inference_model, init_model
     from hybridvit.evaluation.functional.hand_mesh import align_w_scale
     from hybridvit.registry import DATASETS
-    from hybridvit.visualization import draw_hand
+    from hybridvit.visualization import draw_hand, draw_text
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
     ds_cfg = dict(model.cfg.test_dataloader.dataset)
@@ -80,8 +72,7 @@ def main():
         if img is None:
             raise UserError(f'{info["img_path"]}: cannot read the image')
         result = inference_model(model, img)
-        uvw = info['joints_3d'] @ info['K'].T  # (21, 3) homogeneous pixels
-        gt_2d = uvw[:, :2] / uvw[:, 2:]
+        gt_2d = info['keypoints_2d']  # (21, 2) joints projected with K by the dataset
         gt_j = info['joints_3d'] - info['joints_3d'][:1]
         gt_v = info['verts_3d'] - info['joints_3d'][:1]
         pred_j = align_w_scale(gt_j, result.pred_joints)
@@ -97,9 +88,9 @@ def main():
                   draw_hand(img, gt_2d, min_side=PANEL)]
         panels = [cv2.resize(p, (PANEL, PANEL)) for p in panels]
         panels.append(_mesh_panel(pred_v, gt_v))
-        _label(panels[0], f'#{i} predicted')
-        _label(panels[1], 'ground truth')
-        _label(panels[2], f'PA {pa_mpjpe:.1f} / {pa_mpvpe:.1f} mm')
+        for panel, text in zip(panels, (f'#{i} predicted', 'ground truth',
+                                        f'PA {pa_mpjpe:.1f} / {pa_mpvpe:.1f} mm')):
+            draw_text(panel, text, (6, 18), scale=0.5)
         rows.append(np.concatenate(panels, axis=1))
     print(f'mean 2D keypoint error over {num} samples: {np.mean(errors_2d):.2f} px '
           f'({img.shape[1]}x{img.shape[0]} images)')
