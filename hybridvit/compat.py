@@ -1,18 +1,25 @@
-"""Fixes that mmengine 0.10 needs on a modern torch, applied without process-wide switches.
+"""What mmengine 0.10 needs on a modern torch: explicit, scoped, written for mmengine 0.10.x.
 
-torch >= 2.6 loads checkpoints with ``weights_only=True`` by default, which refuses the few
-Python objects mmengine stores in its own checkpoints (``HistoryBuffer``, numpy arrays and
-scalars in the message hub), so ``--resume`` and ``load_from`` fail. We re-register mmengine's
-local and http(s) checkpoint loaders with loaders that
+Process-wide effects of importing :mod:`hybridvit` (nothing else is changed):
 
-* keep ``weights_only=True`` and allow-list exactly the classes mmengine's checkpoints contain;
-* read ``.safetensors`` files (timm's published weights), locally and from URLs;
-* write local checkpoints atomically (temporary file + rename; mmengine's writes are not);
-* refuse any other pickled object with an error naming the file and the object, unless the user
-  trusted that one file explicitly (:func:`trust_checkpoint`, ``--trust-checkpoint`` in the
-  tools), in which case it is loaded with ``weights_only=False`` and a warning.
+1. **Checkpoint loading** (mmengine's own extension point,
+   ``CheckpointLoader.register_scheme(..., force=True)`` for local paths and http(s) URLs):
+   torch >= 2.6 loads with ``weights_only=True`` by default, which refuses the few Python
+   objects mmengine stores in its checkpoints (``HistoryBuffer``, numpy arrays and scalars in
+   the message hub), so ``--resume`` and ``load_from`` fail. Our loaders keep
+   ``weights_only=True`` and allow-list exactly those classes; read ``.safetensors`` files
+   (timm's published weights), locally and from URLs; and refuse any other pickled object with
+   an error naming the file and the object, unless the user trusted that one file explicitly
+   (:func:`trust_checkpoint`, ``--trust-checkpoint`` in the tools).
+2. **A file backend** named ``'hybridvit_atomic_local'`` is registered with
+   ``mmengine.fileio.register_backend`` (a new name; mmengine's ``'local'`` backend is left as
+   it is). It writes through a temporary file + rename. The tools point the checkpoint hook at
+   it (``default_hooks.checkpoint.backend_args``, see
+   :func:`hybridvit.engine.runner_setup.add_default_hooks`), so an interrupted checkpoint
+   write never leaves a truncated ``.pth`` behind. No mmengine attribute is rebound.
 
-Importing :mod:`hybridvit` applies this (idempotently).
+A different mmengine minor version gets a warning: the allow-list mirrors what mmengine 0.10
+pickles.
 """
 import collections
 import hashlib
@@ -26,8 +33,8 @@ import numpy as np
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['UnsafeCheckpointError', 'CheckpointReadError', 'trust_checkpoint', 'safe_torch_load', 'load_any_checkpoint',
-           'apply_patches']
+__all__ = ['UnsafeCheckpointError', 'CheckpointReadError', 'trust_checkpoint', 'safe_torch_load',
+           'load_any_checkpoint', 'apply_patches', 'ATOMIC_BACKEND']
 
 _TRUSTED_FILES: Set[str] = set()
 _PATCHED = False
@@ -153,42 +160,50 @@ def _load_from_http(filename: str, map_location=None, model_dir: Optional[str] =
     return load_any_checkpoint(cached, map_location=map_location)
 
 
-def _atomic_save_checkpoint(checkpoint, filename, file_client_args=None, backend_args=None):
-    """mmengine's ``save_checkpoint``, but local files are written to a temporary file in the
-    same folder and renamed, so an interrupted write never leaves a truncated checkpoint."""
-    if '://' in str(filename) or file_client_args is not None or backend_args is not None:
-        return _ORIGINAL_SAVE(checkpoint, filename, file_client_args=file_client_args,
-                              backend_args=backend_args)
-    filename = str(filename)
-    os.makedirs(osp.dirname(osp.abspath(filename)), exist_ok=True)
-    tmp = f'{filename}.tmp-{os.getpid()}'
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+SUPPORTED_MMENGINE = '0.10.'
+ATOMIC_BACKEND = 'hybridvit_atomic_local'
 
 
-_ORIGINAL_SAVE = None
+def _check_mmengine_version() -> None:
+    import mmengine
+    if not mmengine.__version__.startswith(SUPPORTED_MMENGINE):
+        warnings.warn(f'hybridvit.compat was written for mmengine {SUPPORTED_MMENGINE}x; found '
+                      f'{mmengine.__version__}: checkpoint loading may need a new allow-list')
+
+
+def _atomic_local_backend():
+    from mmengine.fileio.backends import LocalBackend
+
+    from hybridvit.utils.atomic import atomic_write
+
+    class AtomicLocalBackend(LocalBackend):
+        """mmengine's local file backend whose writes go through a temporary file + rename
+        (:func:`hybridvit.utils.atomic.atomic_write`): readers never see a partial file."""
+
+        def put(self, obj: bytes, filepath) -> None:
+            with atomic_write(str(filepath)) as tmp:
+                with open(tmp, 'wb') as f:
+                    f.write(obj)
+
+        def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+            with atomic_write(str(filepath)) as tmp:
+                with open(tmp, 'w', encoding=encoding) as f:
+                    f.write(obj)
+
+    return AtomicLocalBackend
 
 
 def apply_patches() -> None:
-    """Register our loaders with mmengine's CheckpointLoader and make its checkpoint writes
-    atomic (idempotent)."""
-    global _PATCHED, _ORIGINAL_SAVE
+    """Register our checkpoint loaders and the atomic local file backend (idempotent)."""
+    global _PATCHED
     if _PATCHED:
         return
-    import mmengine.runner.checkpoint as mm_checkpoint
-    import mmengine.runner.runner as mm_runner
-    _ORIGINAL_SAVE = mm_checkpoint.save_checkpoint
-    mm_runner.save_checkpoint = _atomic_save_checkpoint
+    from mmengine.fileio import register_backend
+    _check_mmengine_version()
     CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local, force=True)
     CheckpointLoader.register_scheme(prefixes=['http://', 'https://'], loader=_load_from_http,
                                      force=True)
+    register_backend(ATOMIC_BACKEND, _atomic_local_backend(), force=True)
     _PATCHED = True
 
 

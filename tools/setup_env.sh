@@ -23,6 +23,18 @@ FLAVOUR=cpu
 if [[ "${FORCE_CUDA:-0}" == "1" ]]; then FLAVOUR=cuda; fi
 
 stage() { printf '\n[setup_env %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# Print "compiled k/N objects, elapsed" every 30 s while a build writes its log.
+# ninja prints "[k/N] c++ ..." lines; pip -v indents them, so match anywhere on the line.
+report_build_progress() {
+  local log="$1" pid="$2" started done_total
+  started=$(date +%s)
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 30
+    done_total=$(grep -oE '^[[:space:]]*\[[0-9]+/[0-9]+\]' "$log" 2>/dev/null | tail -n 1 | tr -d ' []' || true)
+    echo "  mmcv build: compiled ${done_total:-0/?} objects, $(( $(date +%s) - started ))s elapsed"
+  done
+}
 START=$(date +%s)
 
 STAMP="$VENV/.hybridvit-stamp"
@@ -66,7 +78,10 @@ else
     grep -q 'c++20' "$SRC/setup.py" || { echo "setup_env: could not patch the C++ standard in $SRC/setup.py" >&2; exit 1; }
     mkdir -p "$WHEEL_DIR"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" wheel -v --no-deps --no-build-isolation \
-      -w "$BUILD/dist" "$SRC" 2>&1 | grep -E --line-buffered '^(\[[0-9]+/[0-9]+\]|building|Created wheel|error|ERROR)' || true
+      -w "$BUILD/dist" "$SRC" > "$BUILD/build.log" 2>&1 &
+    BUILD_PID=$!
+    report_build_progress "$BUILD/build.log" "$BUILD_PID"
+    wait "$BUILD_PID" || { tail -n 30 "$BUILD/build.log" >&2; echo "setup_env: mmcv build failed (log above)" >&2; exit 1; }
     ls "$BUILD"/dist/mmcv-*.whl >/dev/null 2>&1 || { echo "setup_env: mmcv build failed (rerun with the log: pip wheel -v $SRC)" >&2; exit 1; }
     # Move into the cache only when complete, so an interrupted build never leaves a broken wheel.
     mv "$BUILD"/dist/mmcv-*.whl "$WHEEL_DIR"/

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from hybridvit.models.layers.conv_bn import bn_scale_shift
+
 __all__ = ['fold_output_norms']
 
 
 def _affine(bn: _BatchNorm):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else \
-        1.0 / torch.sqrt(bn.running_var + bn.eps)
-    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
-    return scale, shift
+    return bn_scale_shift(bn.running_mean, bn.running_var, bn.weight if bn.affine else None,
+                          bn.bias if bn.affine else None, bn.eps)
 
 
 @torch.no_grad()

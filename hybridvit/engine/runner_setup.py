@@ -168,7 +168,14 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 def add_default_hooks(cfg: Config) -> None:
-    """Add hybridvit's reproducible-resume and non-finite-loss hooks unless already present."""
+    """Add hybridvit's reproducible-resume and non-finite-loss hooks unless already present,
+    and write checkpoints atomically (the checkpoint hook's ``backend_args`` select
+    :data:`hybridvit.compat.ATOMIC_BACKEND` unless the config sets a backend of its own)."""
+    from hybridvit.compat import ATOMIC_BACKEND
+    checkpoint_hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint_hook is not None and not checkpoint_hook.get('backend_args') \
+            and '://' not in str(checkpoint_hook.get('out_dir') or ''):
+        checkpoint_hook['backend_args'] = dict(backend=ATOMIC_BACKEND)
     hooks = list(cfg.get('custom_hooks', []) or [])
     present = {str(h.get('type', '')).split('.')[-1] for h in hooks}
     for name in ('ReproducibleResumeHook', 'NonFiniteLossHook'):

@@ -9,12 +9,10 @@ import sys
 import warnings
 from typing import Callable, Optional
 
+from .errors import UserError
+
 __all__ = ['UserError', 'USER_ERRORS', 'run_cli', 'one_line', 'known_upstream_error',
            'UPSTREAM_NOISE']
-
-
-class UserError(Exception):
-    """An error in the user's input: message says what is wrong and what was expected."""
 
 
 def _user_errors():

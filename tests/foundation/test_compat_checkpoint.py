@@ -88,3 +88,63 @@ def test_safetensors_and_missing_file(tmp_path):
     assert torch.equal(CheckpointLoader.load_checkpoint(path)['a'], torch.arange(3.))
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         CheckpointLoader.load_checkpoint(osp.join(str(tmp_path), 'nope.pth'))
+
+
+def test_no_mmengine_attribute_is_rebound():
+    """compat extends mmengine through its registries only."""
+    import mmengine.runner.checkpoint as mm_checkpoint
+    import mmengine.runner.runner as mm_runner
+
+    import hybridvit.models  # noqa: F401  (everything a config imports)
+    assert mm_runner.save_checkpoint is mm_checkpoint.save_checkpoint
+    assert mm_checkpoint.save_checkpoint.__module__ == 'mmengine.runner.checkpoint'
+
+
+def test_atomic_backend_leaves_no_partial_file(tmp_path):
+    from mmengine.fileio import get_file_backend
+    backend = get_file_backend(str(tmp_path), backend_args=dict(backend=compat.ATOMIC_BACKEND))
+    target = tmp_path / 'sub' / 'epoch_1.pth'
+    backend.put(b'0123', str(target))
+    assert target.read_bytes() == b'0123'
+
+    # a write that fails half-way (as on a full disk) keeps the old file, leaves no temp file
+    import builtins
+    real_open = builtins.open
+
+    def failing_open(path, mode='r', *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if 'w' in mode and str(path).startswith(str(tmp_path / 'sub' / '.epoch_1.pth')):
+            handle.write(b'01')
+            handle.close()
+            raise OSError('No space left on device')
+        return handle
+
+    builtins.open = failing_open
+    try:
+        with pytest.raises(OSError, match='No space'):
+            backend.put(b'456789', str(target))
+    finally:
+        builtins.open = real_open
+    assert target.read_bytes() == b'0123'
+    assert sorted(p.name for p in (tmp_path / 'sub').iterdir()) == ['epoch_1.pth']
+
+
+def test_tools_point_the_checkpoint_hook_at_the_atomic_backend(tmp_path):
+    from mmengine.config import Config
+
+    from hybridvit.engine.runner_setup import add_default_hooks
+    cfg = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1))))
+    add_default_hooks(cfg)
+    assert cfg.default_hooks.checkpoint.backend_args == dict(backend=compat.ATOMIC_BACKEND)
+    # a backend the user chose (e.g. object storage) is left alone
+    own = Config(dict(default_hooks=dict(checkpoint=dict(
+        type='CheckpointHook', backend_args=dict(backend='petrel')))))
+    add_default_hooks(own)
+    assert own.default_hooks.checkpoint.backend_args == dict(backend='petrel')
+    # and a real run writes its checkpoints through it
+    runner = _runner(tmp_path, max_epochs=1)
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'CheckpointHook')
+    hook.backend_args = dict(backend=compat.ATOMIC_BACKEND)
+    runner.train()
+    assert type(hook.file_backend).__name__ == 'AtomicLocalBackend'
+    assert (tmp_path / 'epoch_1.pth').exists()

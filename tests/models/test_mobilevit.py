@@ -12,8 +12,9 @@ timm = pytest.importorskip('timm')
 from hybridvit.models.backbones.mobilevit import MobileViT  # noqa: E402
 from hybridvit.models.utils.checkpoint import CheckpointMismatchError  # noqa: E402
 from hybridvit.models.utils.reparameterize import reparameterize_model  # noqa: E402
+from hybridvit.models.layers.conv_bn import fuse_bn_state_dict  # noqa: E402
 from hybridvit.models.utils.mobilevit_converters import (  # noqa: E402
-    convert_mobilevit_state_dict, detect_mobilevit_format, fuse_bn_state_dict)
+    convert_mobilevit_state_dict, detect_mobilevit_format)
 from hybridvit.registry import MODELS  # noqa: E402
 
 ARCHS = ('xxs', 'xs', 's')

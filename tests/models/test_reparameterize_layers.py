@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from hybridvit.models.layers import (ConvBN, ConvFFN, ConvNormAct, MobileOneBlock, PoolingMixer,
                                      RepCPE, ReparamLargeKernelConv, RepMixer, RepMixerBlock)
@@ -15,7 +16,7 @@ C = 8
 def randomise_bn(module: nn.Module) -> nn.Module:
     """Non-trivial BN statistics and affine parameters (and layer scales), so fusion bugs show."""
     for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, _BatchNorm):
             m.running_mean.normal_(0, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             nn.init.normal_(m.weight, 1.0, 0.3)
@@ -50,19 +51,31 @@ def assert_fusion_exact(module: nn.Module, x: torch.Tensor) -> nn.Module:
 
 
 def no_bn_left(module: nn.Module) -> bool:
-    return not any(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+    return not any(isinstance(m, _BatchNorm) for m in module.modules())
 
 
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('dilation', [1, 2])
 @pytest.mark.parametrize('groups', [1, C])
-@pytest.mark.parametrize('act', [None, nn.SiLU])
+@pytest.mark.parametrize('act', [None, 'SiLU'])
 def test_conv_norm_act(stride, dilation, groups, act):
-    m = ConvNormAct(C, 2 * C, 3, stride=stride, dilation=dilation, groups=groups, act_layer=act)
+    m = ConvNormAct(C, 2 * C, 3, stride=stride, dilation=dilation, groups=groups,
+                    act_cfg=dict(type=act) if act else None)
     fused = assert_fusion_exact(m, torch.randn(2, C, 13, 11))
     assert fused.bn is None and fused.conv.bias is not None
     assert fused.conv.dilation == (dilation, dilation) and fused.conv.stride == (stride, stride)
-    assert isinstance(fused.act, act or nn.Identity)
+    assert isinstance(fused.act, nn.SiLU if act else nn.Identity)
+
+
+def test_norm_cfg_syncbn_builds_and_fuses():
+    """norm_cfg goes through mmcv's build_norm_layer: SyncBN is built (and folds like BN)."""
+    m = MobileOneBlock(C, C, 3, norm_cfg=dict(type='SyncBN'))
+    assert isinstance(m.identity, nn.SyncBatchNorm)
+    assert isinstance(m.conv_kxk[0].bn, nn.SyncBatchNorm)
+    # SyncBN runs as BN in eval mode on CPU: the fused conv reproduces it
+    assert_fusion_exact(m, torch.randn(2, C, 9, 9))
+    with pytest.raises(ValueError, match='GroupNorm'):
+        ConvNormAct(C, C, 3, norm_cfg=dict(type='GN', num_groups=2))
 
 
 def test_conv_bn_bias_folded_and_deploy_layout():
@@ -95,7 +108,7 @@ def test_mobileone_block(stride, dilation, groups, kernel_size, use_identity):
 def test_mobileone_channel_change_and_bn_only():
     assert_fusion_exact(MobileOneBlock(C, 2 * C, 3, stride=2), torch.randn(1, C, 10, 10))
     bn_only = MobileOneBlock(C, C, 3, groups=C, num_conv_branches=0, use_scale_branch=False,
-                             act_layer=None)
+                             act_cfg=None)
     assert bn_only.conv_kxk is None and bn_only.conv_scale is None
     assert_fusion_exact(bn_only, torch.randn(1, C, 7, 7))
     with pytest.raises(ValueError, match='at least one branch'):

@@ -32,8 +32,9 @@ def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
     """Convert ``src`` into ``dst``; return a one-line summary."""
     from hybridvit.models.utils.checkpoint import (read_state_dict,
                                                    save_checkpoint_atomically)
+    from hybridvit.models.layers.conv_bn import fuse_bn_state_dict
     from hybridvit.models.utils.mobilevit_converters import (
-        convert_mobilevit_state_dict, detect_mobilevit_format, fuse_bn_state_dict)
+        convert_mobilevit_state_dict, detect_mobilevit_format)
 
     if not os.path.isfile(src):
         raise FileNotFoundError(f'no such checkpoint: {src}')

@@ -5,24 +5,20 @@ Vasu, Gabriel, Zhu, Tuzel, Ranjan, ICCV 2023, https://arxiv.org/abs/2303.14189.
 Original code: https://github.com/apple/ml-fastvit; module names follow timm's port
 (``timm/models/fastvit.py``) so timm checkpoints load with near-identity key mapping.
 """
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from hybridvit.registry import MODELS
+from hybridvit.utils.errors import UserError
 from ..layers.attention import AttentionBlock
+from ..layers.conv_bn import build_norm
 from ..layers.large_kernel import ReparamLargeKernelConv
 from ..layers.mobileone import MobileOneBlock
 from ..layers.repmixer import RepCPE, RepMixerBlock
-from ..utils.checkpoint import load_state_dict_strictly, read_state_dict
-from ..utils.fastvit_converters import (convert_fastvit_state_dict,
-                                        is_reparameterized_state_dict)
-from ..utils.reparameterize import reparameterize_model
+from ..utils.fastvit_converters import convert_fastvit_state_dict
+from .base import HybridBackbone
 
 __all__ = ['FastViT']
 
@@ -39,17 +35,21 @@ class PatchEmbed(nn.Module):
         patch_size: large kernel size.
         stride: 2 (or 1 in a dilated stage).
         dilation: large-kernel dilation.
+        norm_cfg: mmcv config of the BatchNorms.
+        act_cfg: mmcv config of the 1x1 block's activation.
         deploy: build the fused convs only.
     """
 
     def __init__(self, in_channels: int, out_channels: int, patch_size: int = 7,
-                 stride: int = 2, dilation: int = 1, deploy: bool = False):
+                 stride: int = 2, dilation: int = 1, norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='GELU'), deploy: bool = False):
         super().__init__()
         self.proj = nn.Sequential(
             ReparamLargeKernelConv(in_channels, out_channels, patch_size, stride=stride,
                                    groups=in_channels, small_kernel=3, dilation=dilation,
-                                   deploy=deploy),
-            MobileOneBlock(out_channels, out_channels, 1, deploy=deploy))
+                                   norm_cfg=norm_cfg, deploy=deploy),
+            MobileOneBlock(out_channels, out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
+                           deploy=deploy))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -62,28 +62,21 @@ class FastViTStage(nn.Module):
         downsample: the :class:`PatchEmbed` or ``None``.
         pos_emb: the :class:`RepCPE` or ``None``.
         blocks: the stage's blocks.
-        with_cp: gradient-checkpoint each block in training.
     """
 
     def __init__(self, downsample: Optional[nn.Module], pos_emb: Optional[nn.Module],
-                 blocks: List[nn.Module], with_cp: bool = False):
+                 blocks: List[nn.Module]):
         super().__init__()
         self.downsample = downsample if downsample is not None else nn.Identity()
         self.pos_emb = pos_emb if pos_emb is not None else nn.Identity()
         self.blocks = nn.Sequential(*blocks)
-        self.with_cp = with_cp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pos_emb(self.downsample(x))
-        if self.with_cp and self.training and x.requires_grad:
-            for block in self.blocks:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            return x
-        return self.blocks(x)
+        return self.blocks(self.pos_emb(self.downsample(x)))
 
 
 @MODELS.register_module()
-class FastViT(BaseModule):
+class FastViT(HybridBackbone):
     """FastViT backbone (`FastViT <https://arxiv.org/abs/2303.14189>`_).
 
     MobileOne stem (stride 4), four stages of RepMixer blocks (SA/MA: attention blocks with
@@ -112,12 +105,16 @@ class FastViT(BaseModule):
         drop_path_rate: stochastic depth, linear over all blocks from 0 to this value.
         token_mixer: ``'repmixer'`` or ``'pooling'`` (PoolFormer ``pool(x) - x``, replaces
             RepMixer in the RepMixer stages; ablation only, no pretrained weights).
+        norm_cfg: mmcv config of every BatchNorm, including the output norms
+            (``dict(type='SyncBN')`` for multi-GPU runs).
+        act_cfg: mmcv config of the activations (GELU in FastViT).
         deploy: build fused convs only (to load fused checkpoints).
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=...,
-            prefix=...)`` loads official apple/ml-fastvit, timm or hybridvit checkpoints.
+            prefix=..., use_ema=False)`` loads official apple/ml-fastvit, timm or hybridvit
+            checkpoints (unfused ones also into a ``deploy=True`` model).
     """
 
-    arch_settings = {
+    arch_zoo = {
         't8': dict(layers=(2, 2, 4, 2), embed_dims=(48, 96, 192, 384), mlp_ratios=(3,) * 4,
                    token_mixers=(_R,) * 4, pos_embs=(None,) * 4, layer_scale_init_value=1e-5),
         't12': dict(layers=(2, 2, 6, 2), embed_dims=(64, 128, 256, 512), mlp_ratios=(3,) * 4,
@@ -137,7 +134,10 @@ class FastViT(BaseModule):
                      token_mixers=(_R, _R, _R, _A), pos_embs=(None, None, None, 'repcpe'),
                      layer_scale_init_value=1e-6),
     }
+    arch_keys = ('layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs',
+                 'layer_scale_init_value')
     num_stages = 4
+    pretrained_missing_ok = (r'^norm\d+\.',)  # dense-prediction norms: not in ImageNet weights
 
     def __init__(self,
                  arch: Union[str, Dict] = 'sa12',
@@ -151,35 +151,34 @@ class FastViT(BaseModule):
                  drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0,
                  token_mixer: str = 'repmixer',
+                 norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='GELU'),
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None):
-        super().__init__(init_cfg=init_cfg)
-        self.arch = self._parse_arch(arch)
-        self.out_indices = self._parse_out_indices(out_indices)
+        super().__init__(out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
+        self.arch_settings = self.parse_arch(arch)
+        self._check_arch(self.arch_settings)
         if output_stride not in (16, 32):
-            raise ValueError(f'output_stride must be 32 or 16, got {output_stride!r}')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages}], '
-                             f'got {frozen_stages!r}')
+            raise UserError(f'FastViT: output_stride must be 32 or 16, got {output_stride!r}')
         if token_mixer not in ('repmixer', 'pooling'):
-            raise ValueError(f"token_mixer must be 'repmixer' or 'pooling', got {token_mixer!r}")
+            raise UserError(f"FastViT: token_mixer must be 'repmixer' or 'pooling', got "
+                            f'{token_mixer!r}')
         if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+            raise UserError(f'FastViT: drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.out_norm = out_norm
         self.output_stride = output_stride
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
         self.token_mixer = token_mixer
-        self.deploy = deploy
 
-        layers = self.arch['layers']
-        dims = self.arch['embed_dims']
-        ls_init = self.arch['layer_scale_init_value']
+        layers = self.arch_settings['layers']
+        dims = self.arch_settings['embed_dims']
+        ls_init = self.arch_settings['layer_scale_init_value']
+        norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.stem = nn.Sequential(
-            MobileOneBlock(in_channels, dims[0], 3, stride=2, deploy=deploy),
-            MobileOneBlock(dims[0], dims[0], 3, stride=2, groups=dims[0], deploy=deploy),
-            MobileOneBlock(dims[0], dims[0], 1, deploy=deploy))
+            MobileOneBlock(in_channels, dims[0], 3, stride=2, deploy=deploy, **norm_act),
+            MobileOneBlock(dims[0], dims[0], 3, stride=2, groups=dims[0], deploy=deploy,
+                           **norm_act),
+            MobileOneBlock(dims[0], dims[0], 1, deploy=deploy, **norm_act))
 
         dpr = torch.linspace(0, drop_path_rate, sum(layers)).split(list(layers))
         stages, strides, stride = [], [], 4
@@ -189,154 +188,69 @@ class FastViT(BaseModule):
             downsample = None
             if i > 0:
                 downsample = PatchEmbed(dims[i - 1], dims[i], 7, stride=1 if dilated else 2,
-                                        dilation=dilation, deploy=deploy)
+                                        dilation=dilation, deploy=deploy, **norm_act)
                 stride *= 1 if dilated else 2
             pos_emb = (RepCPE(dims[i], 7, dilation=dilation, deploy=deploy)
-                       if self.arch['pos_embs'][i] is not None else None)
+                       if self.arch_settings['pos_embs'][i] is not None else None)
             blocks = []
             for j in range(layers[i]):
-                if self.arch['token_mixers'][i] == _A:
+                if self.arch_settings['token_mixers'][i] == _A:
                     blocks.append(AttentionBlock(
-                        dims[i], self.arch['mlp_ratios'][i], dilation=dilation, drop=drop_rate,
+                        dims[i], self.arch_settings['mlp_ratios'][i], dilation=dilation, drop=drop_rate,
                         drop_path=float(dpr[i][j]), layer_scale_init_value=ls_init,
-                        deploy=deploy))
+                        deploy=deploy, **norm_act))
                 else:
                     blocks.append(RepMixerBlock(
-                        dims[i], 3, self.arch['mlp_ratios'][i], dilation=dilation,
+                        dims[i], 3, self.arch_settings['mlp_ratios'][i], dilation=dilation,
                         drop=drop_rate, drop_path=float(dpr[i][j]),
                         layer_scale_init_value=ls_init, token_mixer=token_mixer,
-                        deploy=deploy))
-            stages.append(FastViTStage(downsample, pos_emb, blocks, with_cp=with_cp))
+                        deploy=deploy, **norm_act))
+            stages.append(FastViTStage(downsample, pos_emb, blocks))
             strides.append(stride)
         self.stages = nn.Sequential(*stages)
 
         self.out_channels = [dims[i] for i in self.out_indices]
         self.out_strides = [strides[i] for i in self.out_indices]
-        self._last_stage = max(self.out_indices)
         if out_norm:
             for i in self.out_indices:
-                self.add_module(f'norm{i}', nn.BatchNorm2d(dims[i]))
+                self.add_module(f'norm{i}', build_norm(norm_cfg, dims[i]))
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ config parsing
-    def _parse_arch(self, arch: Union[str, Dict]) -> Dict:
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_settings:
-                raise ValueError(f'unknown FastViT arch {arch!r}; expected one of '
-                                 f'{sorted(self.arch_settings)} or a dict')
-            return copy.deepcopy(self.arch_settings[arch.lower()])
-        if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a name or a dict, got {type(arch).__name__}')
-        required = {'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs',
-                    'layer_scale_init_value'}
-        missing = required - set(arch)
-        if missing:
-            raise ValueError(f'arch dict is missing keys {sorted(missing)}; '
-                             f'it needs {sorted(required)}')
-        arch = copy.deepcopy(dict(arch))
-        for key in ('layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs'):
-            if len(arch[key]) != self.num_stages:
-                raise ValueError(f'arch[{key!r}] must have {self.num_stages} entries, got '
-                                 f'{arch[key]!r}')
+    @classmethod
+    def _check_arch(cls, arch: Dict) -> None:
+        cls.check_arch_lengths(arch, {key: cls.num_stages for key in (
+            'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs')})
         for mixer in arch['token_mixers']:
             if mixer not in (_R, _A):
-                raise ValueError(f"arch['token_mixers'] entries must be 'repmixer' or "
-                                 f"'attention', got {mixer!r}")
+                raise UserError(f"FastViT arch['token_mixers'] entries must be 'repmixer' or "
+                                f"'attention', got {mixer!r}")
         for pe in arch['pos_embs']:
             if pe not in (None, 'repcpe'):
-                raise ValueError(f"arch['pos_embs'] entries must be None or 'repcpe', "
-                                 f'got {pe!r}')
-        return arch
+                raise UserError(f"FastViT arch['pos_embs'] entries must be None or 'repcpe', "
+                                f'got {pe!r}')
 
-    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices,)
-        if not isinstance(out_indices, (list, tuple)) or not out_indices:
-            raise ValueError(f'out_indices must be a non-empty sequence of ints, '
-                             f'got {out_indices!r}')
-        result = []
-        for idx in out_indices:
-            if not isinstance(idx, int) or not -self.num_stages <= idx < self.num_stages:
-                raise ValueError(f'out_indices entries must be ints in '
-                                 f'[-{self.num_stages}, {self.num_stages - 1}], got {idx!r} '
-                                 f'in {out_indices!r}')
-            result.append(idx % self.num_stages)
-        if len(set(result)) != len(result):
-            raise ValueError(f'out_indices has duplicates after resolving negatives: '
-                             f'{out_indices!r} -> {result}')
-        return tuple(sorted(result))  # outputs come in stage order
-
-    # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self.stem(x)
+        """Return the maps of ``out_indices`` (NCHW, strides 4/8/16/32)."""
+        x = self.run_checkpointed(self.stem, x)
         outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i in range(self.out_indices[-1] + 1):  # stages after the last output are skipped
+            stage = self.stages[i]
+            x = stage.pos_emb(stage.downsample(x))
+            for block in stage.blocks:
+                x = self.run_checkpointed(block, x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x) if self.out_norm else x)
-            if i == self._last_stage:
-                break
         return tuple(outs)
 
-    # ------------------------------------------------------------------ training state
-    def _freeze_stages(self) -> None:
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.stem)
+    def frozen_modules(self) -> List[nn.Module]:
+        """The stem, stages ``1..frozen_stages`` and their output norms."""
+        modules = [self.stem]
         for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
+            modules.append(self.stages[i])
             if self.out_norm and i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+                modules.append(getattr(self, f'norm{i}'))
+        return modules
 
-    def train(self, mode: bool = True) -> 'FastViT':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-    def switch_to_deploy(self) -> None:
-        """Fuse every multi-branch block in place (idempotent)."""
-        reparameterize_model(self, inplace=True)
-        self.deploy = True
-
-    # ------------------------------------------------------------------ weights
-    def init_weights(self) -> None:
-        """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` through the
-        FastViT key converter (official / timm / hybridvit layouts; missing / unexpected
-        keys raise :class:`CheckpointMismatchError`), else defer to ``BaseModule``."""
-        cfg = self.init_cfg
-        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
-            super().init_weights()
-            return
-        checkpoint = cfg.get('checkpoint')
-        if not checkpoint:
-            raise ValueError("init_cfg type='Pretrained' needs a 'checkpoint' path or URL")
-        state_dict = read_state_dict(checkpoint, prefix=cfg.get('prefix'))
-        state_dict, dropped = convert_fastvit_state_dict(state_dict, deploy=self.deploy)
-        target = self
-        if self.deploy and is_reparameterized_state_dict(state_dict) is False:
-            # Unfused weights for a deploy model: load into a training twin, then fuse.
-            target = self._training_twin()
-        load_state_dict_strictly(target, state_dict, source=str(checkpoint),
-                                 allowed_missing=[r'^norm\d+\.'], dropped=dropped)
-        if target is not self:
-            self.load_state_dict(reparameterize_model(target, inplace=True).state_dict())
-        self._is_init = True
-
-    def _training_twin(self) -> 'FastViT':
-        twin_args = dict(arch=self.arch, out_indices=self.out_indices, out_norm=self.out_norm,
-                         output_stride=self.output_stride, token_mixer=self.token_mixer,
-                         in_channels=self.stem[0].in_channels, deploy=False)
-        twin = FastViT(**twin_args)
-        if self.out_norm:  # keep the (possibly initialised) output norms
-            for i in self.out_indices:
-                getattr(twin, f'norm{i}').load_state_dict(
-                    getattr(self, f'norm{i}').state_dict())
-        return twin
+    def convert_state_dict(self, state_dict, source):
+        """Official apple/ml-fastvit, timm or hybridvit layouts -> hybridvit names."""
+        return convert_fastvit_state_dict(state_dict, deploy=self.deploy)

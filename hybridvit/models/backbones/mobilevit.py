@@ -7,32 +7,25 @@ timm's ``mobilevit_xxs/xs/s`` (https://github.com/huggingface/pytorch-image-mode
 and cvnets weights load after key conversion
 (:mod:`hybridvit.models.utils.mobilevit_converters`). Written from scratch for hybridvit.
 """
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hybridvit.registry import MODELS
+from hybridvit.utils.errors import UserError
 from ..layers.conv_bn import ConvNormAct
 from ..layers.mobilevit_block import InvertedResidual, MobileViTBlock
-from ..utils.checkpoint import (CheckpointMismatchError, load_state_dict_strictly,
-                                read_state_dict)
-from ..utils.mobilevit_converters import convert_mobilevit_state_dict, fuse_bn_state_dict
-from ..utils.reparameterize import reparameterize_model
+from ..utils.checkpoint import CheckpointMismatchError
+from ..utils.mobilevit_converters import convert_mobilevit_state_dict
+from .base import HybridBackbone
 
 __all__ = ['MobileViT']
 
-_REQUIRED_ARCH_KEYS = ('channels', 'transformer_dims', 'depths', 'expand_ratio',
-                       'final_channels')
-_OPTIONAL_ARCH_KEYS = dict(stem_channels=16, num_heads=4, mlp_ratio=2.0, patch_size=2)
-
 
 @MODELS.register_module()
-class MobileViT(BaseModule):
+class MobileViT(HybridBackbone):
     """MobileViT v1 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
 
     Paper: https://arxiv.org/abs/2110.02178. Stem: 3x3 stride-2 conv-BN-SiLU (16 ch). L1: one
@@ -68,11 +61,14 @@ class MobileViT(BaseModule):
         drop_rate: dropout in the transformer layers (cvnets: 0.05 for xxs, 0.1 otherwise,
             at ImageNet pretraining).
         attn_drop_rate: dropout on the attention weights.
+        norm_cfg: mmcv config of every BatchNorm (``dict(type='SyncBN')`` for multi-GPU runs).
+        act_cfg: mmcv config of the activations (SiLU in MobileViT).
         deploy: build BN-free convs (load fused state dicts, or unfused ones: they are fused
-            while loading).
-        init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads timm, cvnets or
-            hybridvit weights (``.pth``/``.pt``/``.safetensors``, path or URL) through
-            :func:`convert_mobilevit_state_dict`; any other init_cfg is handled by mmengine.
+            after loading, through a training twin).
+        init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=..., use_ema=False)``
+            loads timm, cvnets or hybridvit weights (``.pth``/``.pt``/``.safetensors``, path
+            or URL) through :func:`convert_mobilevit_state_dict`; any other init_cfg is
+            handled by mmengine; ``None`` initialises convs / linears as cvnets does.
     """
 
     arch_zoo = {
@@ -83,6 +79,8 @@ class MobileViT(BaseModule):
         's': dict(channels=(32, 64, 96, 128, 160), transformer_dims=(144, 192, 240),
                   depths=(2, 4, 3), expand_ratio=4.0, final_channels=640),
     }
+    arch_keys = ('channels', 'transformer_dims', 'depths', 'expand_ratio', 'final_channels')
+    arch_defaults = dict(stem_channels=16, num_heads=4, mlp_ratio=2.0, patch_size=2)
     num_stages = 5
     _mv2_blocks = (1, 3, 1, 1, 1)  # MV2 blocks per stage (L3-L5 add one MobileViT block)
 
@@ -96,27 +94,23 @@ class MobileViT(BaseModule):
                  with_cp: bool = False,
                  drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0,
+                 norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='SiLU'),
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None):
-        super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
-        self.out_indices = self._parse_out_indices(out_indices)
+        super().__init__(out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
+        self.arch_settings = self.parse_arch(arch)
+        self._check_arch(self.arch_settings)
         if output_stride not in (8, 16, 32):
-            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages}], '
-                             f'got {frozen_stages!r}')
+            raise UserError(f'MobileViT: output_stride must be 8, 16 or 32, got '
+                            f'{output_stride!r}')
         self.output_stride = output_stride
         self.final_expansion = final_expansion
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.deploy = deploy
 
         cfg = self.arch_settings
-        act = nn.SiLU
-        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, act_layer=act,
-                                deploy=deploy)
+        norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, deploy=deploy, **norm_act)
         in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
         self.stages = nn.ModuleList()
         self.out_strides: List[int] = []
@@ -133,21 +127,21 @@ class MobileViT(BaseModule):
                 blocks.append(InvertedResidual(
                     in_ch, out_ch, stride=stride if j == 0 else 1,
                     expand_ratio=cfg['expand_ratio'],
-                    dilation=prev_dilation if j == 0 else dilation, act_layer=act,
-                    deploy=deploy))
+                    dilation=prev_dilation if j == 0 else dilation, deploy=deploy,
+                    **norm_act))
                 in_ch = out_ch
             if i >= 2:
                 blocks.append(MobileViTBlock(
                     out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
                     num_heads=cfg['num_heads'], mlp_ratio=cfg['mlp_ratio'],
-                    patch_size=cfg['patch_size'], dilation=dilation, act_layer=act,
-                    drop=drop_rate, attn_drop=attn_drop_rate, deploy=deploy))
+                    patch_size=cfg['patch_size'], dilation=dilation, drop=drop_rate,
+                    attn_drop=attn_drop_rate, deploy=deploy, **norm_act))
             self.stages.append(nn.Sequential(*blocks))
             self.out_strides.append(net_stride)
             stage_channels.append(out_ch)
         if final_expansion:
-            self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, act_layer=act,
-                                          deploy=deploy)
+            self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, deploy=deploy,
+                                          **norm_act)
             stage_channels[-1] = cfg['final_channels']
         else:
             self.final_conv = None
@@ -155,118 +149,40 @@ class MobileViT(BaseModule):
         self.out_strides = [self.out_strides[i] for i in self.out_indices]
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ construction helpers
-    def _parse_arch(self, arch: Union[str, Dict]) -> Dict:
-        if isinstance(arch, str):
-            if arch not in self.arch_zoo:
-                raise ValueError(f'unknown MobileViT arch {arch!r}; expected one of '
-                                 f'{sorted(self.arch_zoo)} or a dict')
-            arch = self.arch_zoo[arch]
-        if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a str or dict, got {type(arch).__name__}')
-        missing = [k for k in _REQUIRED_ARCH_KEYS if k not in arch]
-        unknown = [k for k in arch if k not in _REQUIRED_ARCH_KEYS + tuple(_OPTIONAL_ARCH_KEYS)]
-        if missing or unknown:
-            raise ValueError(f'arch dict: missing keys {missing}, unknown keys {unknown}; '
-                             f'expected {list(_REQUIRED_ARCH_KEYS)} and optionally '
-                             f'{list(_OPTIONAL_ARCH_KEYS)}')
-        settings = {**_OPTIONAL_ARCH_KEYS, **copy.deepcopy(arch)}
-        for key, length in (('channels', 5), ('transformer_dims', 3), ('depths', 3)):
-            if len(settings[key]) != length:
-                raise ValueError(f'arch {key!r} needs {length} values, got {settings[key]!r}')
+    @classmethod
+    def _check_arch(cls, settings: Dict) -> None:
+        cls.check_arch_lengths(settings, dict(channels=5, transformer_dims=3, depths=3))
         for dim in settings['transformer_dims']:
             if dim % settings['num_heads']:
-                raise ValueError(f'arch transformer_dims {settings["transformer_dims"]} must be '
-                                 f'divisible by num_heads={settings["num_heads"]}')
-        return settings
-
-    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices,)
-        if not isinstance(out_indices, (list, tuple)) or not out_indices:
-            raise ValueError(f'out_indices must be a non-empty int sequence, got {out_indices!r}')
-        result = []
-        for idx in out_indices:
-            if not isinstance(idx, int) or not -self.num_stages <= idx < self.num_stages:
-                raise ValueError(f'invalid out_indices entry {idx!r} in {tuple(out_indices)}: '
-                                 f'expected ints in [-{self.num_stages}, {self.num_stages - 1}] '
-                                 f'(0 = L1 ... {self.num_stages - 1} = L5)')
-            idx %= self.num_stages
-            if idx in result:
-                raise ValueError(f'out_indices {tuple(out_indices)} name stage {idx} twice')
-            result.append(idx)
-        return tuple(sorted(result))
+                raise UserError(f'MobileViT arch transformer_dims {settings["transformer_dims"]} '
+                                f'must be divisible by num_heads={settings["num_heads"]}')
 
     # ------------------------------------------------------------------ forward
-    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and self.training and x.requires_grad:
-            return cp.checkpoint(module, x, use_reentrant=False)
-        return module(x)
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
         outs = []
-        x = self._run(self.stem, x)
+        x = self.run_checkpointed(self.stem, x)
         last = self.out_indices[-1]
         for i in range(last + 1):
             for block in self.stages[i]:
-                x = self._run(block, x)
+                x = self.run_checkpointed(block, x)
             if i in self.out_indices:
                 if i == self.num_stages - 1 and self.final_conv is not None:
-                    outs.append(self._run(self.final_conv, x))
+                    outs.append(self.run_checkpointed(self.final_conv, x))
                 else:
                     outs.append(x)
         return tuple(outs)
 
-    # ------------------------------------------------------------------ training behaviour
-    def _frozen_modules(self) -> List[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
+    def frozen_modules(self) -> List[nn.Module]:
+        """The stem, L1..L(frozen_stages) and, for ``frozen_stages=5``, the final expansion."""
         modules = [self.stem] + list(self.stages[:self.frozen_stages])
         if self.frozen_stages == self.num_stages and self.final_conv is not None:
             modules.append(self.final_conv)
         return modules
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'MobileViT':
-        """Set train/eval mode, then re-freeze frozen stages and (``norm_eval``) all BN."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
-
-    # ------------------------------------------------------------------ deployment
-    def switch_to_deploy(self) -> None:
-        """Fold every BatchNorm into its preceding conv (in place, idempotent).
-
-        MobileViT v1 has only single-branch conv-BN(-act) units, so this is plain BN folding;
-        outputs are unchanged in eval mode.
-        """
-        reparameterize_model(self, inplace=True)
-        self.deploy = True
-
-    # ------------------------------------------------------------------ weights
     def init_weights(self) -> None:
-        """Load ``init_cfg`` weights (``type='Pretrained'``) or initialise from scratch."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            checkpoint = cfg.get('checkpoint')
-            if not checkpoint:
-                raise ValueError(f"init_cfg of type 'Pretrained' needs a 'checkpoint', got {cfg}")
-            self.load_pretrained(checkpoint, prefix=cfg.get('prefix'))
-            self._is_init = True
-            return
-        if cfg is None:
-            # no sub-module has an init_cfg of its own: initialise here and skip mmengine's
-            # per-parameter init report
+        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
+        if self.init_cfg is None:
             if not self._is_init:
                 self._init_from_scratch()
             self._is_init = True
@@ -288,31 +204,25 @@ class MobileViT(BaseModule):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
 
-    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Read, convert and strictly load a timm / cvnets / hybridvit MobileViT checkpoint.
-
-        Classifier keys are dropped (and logged); the final expansion's keys too when
-        ``final_expansion=False``. A ``deploy=True`` model accepts unfused weights (BN is
-        folded while loading) and fused ones.
+    def convert_state_dict(self, state_dict, source):
+        """timm / cvnets / hybridvit layouts -> hybridvit names; classifier keys (and the final
+        expansion's when ``final_expansion=False``) are dropped.
 
         Raises:
-            CheckpointMismatchError: on missing / unexpected / mis-shaped keys.
-            ValueError: if the checkpoint layout is not a MobileViT v1 one.
+            CheckpointMismatchError: not a MobileViT v1 layout, or fused (deploy) weights for a
+                training model.
         """
-        state_dict = read_state_dict(checkpoint, prefix=prefix)
         try:
             converted, dropped = convert_mobilevit_state_dict(state_dict)
         except ValueError as err:
-            raise CheckpointMismatchError(f'{checkpoint}: {err}') from err
+            raise CheckpointMismatchError(f'{source}: {err}') from err
         if self.final_conv is None:
             for key in [k for k in converted if k.startswith('final_conv.')]:
                 del converted[key]
                 dropped.append(key)
         has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
-        if self.deploy and has_bn:
-            converted = fuse_bn_state_dict(converted)
-        elif not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
+        if not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
             raise CheckpointMismatchError(
-                f'{checkpoint} holds BN-fused (deploy) weights: build MobileViT with '
-                f'deploy=True to load it')
-        load_state_dict_strictly(self, converted, source=str(checkpoint), dropped=dropped)
+                f'{source} holds BN-fused (deploy) weights: build MobileViT with deploy=True to '
+                'load it')
+        return converted, dropped

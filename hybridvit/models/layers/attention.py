@@ -1,60 +1,22 @@
-"""Multi-head self-attention on NCHW maps and the FastViT attention block.
+"""The FastViT attention block (self-attention token mixer + ConvFFN).
 
 Paper: FastViT, Vasu et al., ICCV 2023, https://arxiv.org/abs/2303.14189 (original code
-https://github.com/apple/ml-fastvit ``MHSA`` / ``AttentionBlock``; timm ``Attention`` /
-``AttentionBlock`` in ``timm/models/fastvit.py``); attention from Vaswani et al.,
-https://arxiv.org/abs/1706.03762.
+https://github.com/apple/ml-fastvit ``MHSA`` / ``AttentionBlock``; timm ``AttentionBlock`` in
+``timm/models/fastvit.py``); attention from Vaswani et al., https://arxiv.org/abs/1706.03762.
+The attention itself is timm's FastViT ``Attention`` (NCHW in and out, heads of 32 channels, no
+qkv bias, ``scaled_dot_product_attention``); we keep the block for ``deploy`` / dilation /
+``norm_cfg``.
 """
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
+from timm.models.fastvit import Attention
 from torch import nn
 
+from .conv_bn import build_norm
 from .conv_ffn import ConvFFN, DropPath, LayerScale2d
 
-__all__ = ['Attention', 'AttentionBlock']
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention over all positions of an NCHW map.
-
-    As in `FastViT <https://arxiv.org/abs/2303.14189>`_: heads of ``head_dim`` (32)
-    channels, no qkv bias, biased output projection; computed with
-    ``torch.nn.functional.scaled_dot_product_attention``.
-
-    Args:
-        dim: channels (a multiple of ``head_dim``).
-        head_dim: channels per head.
-        qkv_bias: bias in the qkv projection.
-        attn_drop: attention dropout (training only).
-        proj_drop: dropout after the output projection.
-    """
-
-    def __init__(self, dim: int, head_dim: int = 32, qkv_bias: bool = False,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0):
-        super().__init__()
-        if dim % head_dim:
-            raise ValueError(f'dim ({dim}) must be a multiple of head_dim ({head_dim})')
-        self.head_dim = head_dim
-        self.num_heads = dim // head_dim
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        N = H * W
-        x = x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
-        # (B, N, 3C) -> (B, N, 3, heads, head_dim) -> (3, B, heads, N, head_dim)
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, hd) -> (B, N, C)
-        x = self.proj_drop(self.proj(x))
-        return x.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
+__all__ = ['AttentionBlock']
 
 
 class AttentionBlock(nn.Module):
@@ -72,20 +34,24 @@ class AttentionBlock(nn.Module):
         drop: dropout in the attention projection and ConvFFN.
         drop_path: stochastic depth rate.
         layer_scale_init_value: initial layer scales, ``None`` for none.
+        norm_cfg: mmcv config of the pre-attention norm and the ConvFFN BatchNorm.
+        act_cfg: mmcv config of the ConvFFN activation.
         deploy: build the ConvFFN depthwise conv already fused.
     """
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, head_dim: int = 32,
                  dilation: int = 1, drop: float = 0.0, drop_path: float = 0.0,
-                 layer_scale_init_value: Optional[float] = 1e-5, deploy: bool = False):
+                 layer_scale_init_value: Optional[float] = 1e-5,
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Dict = dict(type='GELU'),
+                 deploy: bool = False):
         super().__init__()
-        self.norm = nn.BatchNorm2d(dim)
+        self.norm = build_norm(norm_cfg, dim)
         self.token_mixer = Attention(dim, head_dim=head_dim, proj_drop=drop)
         self.layer_scale_1 = (LayerScale2d(dim, layer_scale_init_value)
                               if layer_scale_init_value is not None else nn.Identity())
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio), dilation=dilation, drop=drop,
-                           deploy=deploy)
+                           norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
         self.layer_scale_2 = (LayerScale2d(dim, layer_scale_init_value)
                               if layer_scale_init_value is not None else nn.Identity())
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -5,18 +5,51 @@ The BN-folding arithmetic is the one used throughout structural reparameterisati
 https://github.com/apple/ml-fastvit):
 ``w' = w * gamma / std``, ``b' = beta + (b - mean) * gamma / std``.
 """
-from typing import Optional, Tuple, Type
+import re
+from collections import OrderedDict
+from typing import Dict, Optional, Tuple
 
 import torch
+from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['ConvNormAct', 'ConvBN', 'fuse_conv_bn_weights', 'fuse_bn_tensor', 'get_padding',
-           'identity_kernel', 'build_fused_conv']
+__all__ = ['ConvNormAct', 'ConvBN', 'bn_scale_shift', 'fuse_conv_bn_weights',
+           'fuse_bn_state_dict', 'fuse_bn_tensor', 'get_padding',
+           'identity_kernel', 'build_fused_conv', 'build_norm', 'build_act']
+
+
+def build_norm(norm_cfg: Dict, channels: int) -> nn.Module:
+    """A norm layer from an mmcv config (``dict(type='BN')``, ``'SyncBN'``, ``'GN'`` ...)."""
+    return build_norm_layer(norm_cfg, channels)[1]
+
+
+def build_act(act_cfg: Optional[Dict]) -> nn.Module:
+    """An activation from an mmcv config (``dict(type='GELU')``), identity for ``None``."""
+    return build_activation_layer(act_cfg) if act_cfg is not None else nn.Identity()
 
 
 def get_padding(kernel_size: int, dilation: int = 1) -> int:
     """'Same' padding for an odd ``kernel_size`` at ``dilation``."""
     return dilation * (kernel_size - 1) // 2
+
+
+def bn_scale_shift(running_mean: torch.Tensor, running_var: torch.Tensor,
+                   weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                   eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The affine map of an eval-mode BatchNorm: ``bn(x) = x * scale + shift`` per channel.
+
+    This is the one implementation of the BN arithmetic behind every fold in hybridvit
+    (conv-BN fusion, state-dict folding, folding an output norm into the next conv).
+    ``weight`` / ``bias`` are ``None`` for a BN without affine parameters.
+    """
+    scale = (running_var + eps).rsqrt()
+    if weight is not None:
+        scale = weight * scale
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return scale, shift
 
 
 def fuse_conv_bn_weights(weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -26,13 +59,62 @@ def fuse_conv_bn_weights(weight: torch.Tensor, bias: Optional[torch.Tensor],
     Returns:
         (fused weight, fused bias); the weight keeps its shape ``(out, in/groups, k, k)``.
     """
-    std = (bn.running_var + bn.eps).sqrt()
-    scale = bn.weight / std if bn.affine else 1.0 / std
-    shift = bn.bias if bn.affine else torch.zeros_like(std)
-    conv_bias = bias if bias is not None else torch.zeros_like(std)
+    scale, shift = bn_scale_shift(bn.running_mean, bn.running_var,
+                                  bn.weight if bn.affine else None,
+                                  bn.bias if bn.affine else None, bn.eps)
     fused_w = weight * scale.reshape(-1, 1, 1, 1)  # (out, in/groups, k, k)
-    fused_b = shift + (conv_bias - bn.running_mean) * scale
+    fused_b = shift if bias is None else shift + bias * scale
     return fused_w, fused_b
+
+
+@torch.no_grad()
+def fuse_bn_state_dict(state_dict: Dict[str, torch.Tensor], eps: float = 1e-5,
+                       only: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """Fold every ``P.bn.*`` group into ``P.conv.weight`` / ``P.conv.bias`` of a state dict.
+
+    The state-dict counterpart of :meth:`ConvNormAct.reparameterize` (same arithmetic): it
+    turns the weights of an unfused model into those of its ``deploy=True`` twin without
+    building a model (offline converters; fused official checkpoints whose ConvFFN keeps its BN).
+
+    Args:
+        state_dict: hybridvit-named tensors.
+        eps: the BatchNorm epsilon (``nn.BatchNorm2d``'s default, used by timm and cvnets).
+        only: a regular expression; fold only the prefixes ``P`` it matches (``re.search``).
+
+    Raises:
+        KeyError: a ``P.bn`` group without its ``P.conv.weight``.
+    """
+    pattern = re.compile(only) if only else None
+    prefixes = [k[:-len('bn.running_mean')] for k in state_dict
+                if k.endswith('.bn.running_mean') or k == 'bn.running_mean']
+    prefixes = [p for p in prefixes if pattern is None or pattern.search(p)]
+    fused: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    bn_keys = set()
+    for prefix in prefixes:
+        weight_key = prefix + 'conv.weight'
+        if weight_key not in state_dict:
+            raise KeyError(f'cannot fold "{prefix}bn": "{weight_key}" is missing')
+        weight = state_dict[weight_key]
+        scale, shift = bn_scale_shift(
+            state_dict[prefix + 'bn.running_mean'].float(),
+            state_dict[prefix + 'bn.running_var'].float(),
+            _float_or_none(state_dict.get(prefix + 'bn.weight')),
+            _float_or_none(state_dict.get(prefix + 'bn.bias')), eps)
+        bias = state_dict.get(prefix + 'conv.bias')
+        fused[weight_key] = (weight.float() * scale.reshape(-1, 1, 1, 1)).to(weight.dtype)
+        fused_bias = shift if bias is None else shift + bias.float() * scale
+        fused[prefix + 'conv.bias'] = fused_bias.to(weight.dtype)
+        bn_keys.update(k for k in state_dict if k.startswith(prefix + 'bn.'))
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    for key, value in state_dict.items():
+        if key not in bn_keys:
+            out[key] = fused.pop(key, value)
+    out.update(fused)  # conv biases that did not exist before
+    return out
+
+
+def _float_or_none(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.float()
 
 
 def identity_kernel(channels: int, groups: int, kernel_size: int,
@@ -77,7 +159,7 @@ def fuse_bn_tensor(bn: nn.BatchNorm2d, in_channels: int, groups: int,
 
 
 class ConvNormAct(nn.Module):
-    """Conv2d -> BatchNorm2d -> activation, fusable into a single biased Conv2d.
+    """Conv2d -> BatchNorm -> activation, fusable into a single biased Conv2d.
 
     The conv uses 'same' padding ``dilation * (kernel_size - 1) // 2``. After
     :meth:`reparameterize` (or with ``deploy=True``) the module holds only ``conv`` (with
@@ -92,13 +174,15 @@ class ConvNormAct(nn.Module):
         dilation: conv dilation (kept by the fused conv).
         groups: conv groups.
         bias: give the training-time conv a bias (folded into the fused bias).
-        act_layer: activation class (e.g. ``nn.SiLU``, ``nn.GELU``) or ``None`` for identity.
+        norm_cfg: mmcv norm config of a BatchNorm kind (``BN``, ``SyncBN``: foldable).
+        act_cfg: mmcv activation config (e.g. ``dict(type='SiLU')``) or ``None`` for identity.
         deploy: build only the fused conv (for loading fused checkpoints).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, bias: bool = False,
-                 act_layer: Optional[Type[nn.Module]] = nn.SiLU, deploy: bool = False):
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Optional[Dict] = dict(type='SiLU'),
+                 deploy: bool = False):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
@@ -107,8 +191,11 @@ class ConvNormAct(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                               padding=get_padding(kernel_size, dilation), dilation=dilation,
                               groups=groups, bias=bias or deploy)
-        self.bn = None if deploy else nn.BatchNorm2d(out_channels)
-        self.act = act_layer() if act_layer is not None else nn.Identity()
+        self.bn = None if deploy else build_norm(norm_cfg, out_channels)
+        if self.bn is not None and not isinstance(self.bn, _BatchNorm):
+            raise ValueError(f'ConvNormAct folds a BatchNorm; norm_cfg {norm_cfg} builds a '
+                             f'{type(self.bn).__name__}')
+        self.act = build_act(act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -141,11 +228,12 @@ class ConvNormAct(nn.Module):
 
 
 class ConvBN(ConvNormAct):
-    """:class:`ConvNormAct` without activation (``act_layer=None`` by default)."""
+    """:class:`ConvNormAct` without activation (``act_cfg=None`` by default)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, bias: bool = False,
-                 act_layer: Optional[Type[nn.Module]] = None, deploy: bool = False):
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Optional[Dict] = None,
+                 deploy: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
-                         dilation=dilation, groups=groups, bias=bias, act_layer=act_layer,
-                         deploy=deploy)
+                         dilation=dilation, groups=groups, bias=bias, norm_cfg=norm_cfg,
+                         act_cfg=act_cfg, deploy=deploy)

@@ -6,13 +6,13 @@ Ding et al., CVPR 2022, https://arxiv.org/abs/2203.06717; used by FastViT
 ``models/modules/replknet.py``) as the downsampling conv. Names follow timm
 (``large_conv``, ``small_conv``, ``reparam_conv``).
 """
-from typing import Optional, Tuple, Type
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_bn import ConvBN, build_fused_conv
+from .conv_bn import ConvBN, build_act, build_fused_conv
 
 __all__ = ['ReparamLargeKernelConv']
 
@@ -25,7 +25,7 @@ class ReparamLargeKernelConv(nn.Module):
     the large size (valid at any dilation because both kernels are centred).
 
     NOTE: the official FastViT code computes an activation after this conv and discards
-    it, so the released weights expect no activation here; ``act_layer`` therefore
+    it, so the released weights expect no activation here; ``act_cfg`` therefore
     defaults to ``None``.
 
     Args:
@@ -36,13 +36,15 @@ class ReparamLargeKernelConv(nn.Module):
         groups: conv groups (FastViT: ``in_channels``).
         small_kernel: small kernel size (odd, <= ``kernel_size``) or ``None`` for no branch.
         dilation: dilation of both branches (kept by the fused conv).
-        act_layer: activation class after the sum, ``None`` for none.
+        norm_cfg: mmcv config of both branches' BatchNorms.
+        act_cfg: mmcv activation config after the sum, ``None`` for none.
         deploy: build only ``reparam_conv``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, small_kernel: Optional[int] = 3, dilation: int = 1,
-                 act_layer: Optional[Type[nn.Module]] = None, deploy: bool = False):
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Optional[Dict] = None,
+                 deploy: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd, got {kernel_size}')
@@ -67,11 +69,12 @@ class ReparamLargeKernelConv(nn.Module):
                                           dilation=dilation, groups=groups, bias=True)
         else:
             self.large_conv = ConvBN(in_channels, out_channels, kernel_size, stride=stride,
-                                     dilation=dilation, groups=groups)
+                                     dilation=dilation, groups=groups, norm_cfg=norm_cfg)
             if small_kernel is not None:
                 self.small_conv = ConvBN(in_channels, out_channels, small_kernel,
-                                         stride=stride, dilation=dilation, groups=groups)
-        self.act = act_layer() if act_layer is not None else nn.Identity()
+                                         stride=stride, dilation=dilation, groups=groups,
+                                         norm_cfg=norm_cfg)
+        self.act = build_act(act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reparam_conv is not None:

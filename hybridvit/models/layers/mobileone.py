@@ -6,13 +6,13 @@ https://github.com/apple/ml-fastvit (``models/modules/mobileone.py``); timm's
 ``timm/models/fastvit.py`` uses the same design. Module names follow timm (``conv_kxk``,
 ``conv_scale``, ``identity``, ``reparam_conv``) so timm checkpoints load unchanged.
 """
-from typing import Optional, Tuple, Type
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_bn import ConvBN, build_fused_conv, fuse_bn_tensor
+from .conv_bn import ConvBN, build_act, build_fused_conv, build_norm, fuse_bn_tensor
 
 __all__ = ['MobileOneBlock']
 
@@ -39,14 +39,16 @@ class MobileOneBlock(nn.Module):
         use_scale_branch: add the 1x1 conv-BN branch when ``kernel_size > 1``.
         use_identity: add the BN identity branch when ``in_channels == out_channels`` and
             ``stride == 1``.
-        act_layer: activation class, ``None`` for none (timm/official: GELU).
+        norm_cfg: mmcv config of the branches' BatchNorms (``BN`` or ``SyncBN``).
+        act_cfg: mmcv activation config, ``None`` for none (timm/official: GELU).
         deploy: build only ``reparam_conv``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, num_conv_branches: int = 1,
                  use_scale_branch: bool = True, use_identity: bool = True,
-                 act_layer: Optional[Type[nn.Module]] = nn.GELU, deploy: bool = False):
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Optional[Dict] = dict(type='GELU'),
+                 deploy: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd, got {kernel_size}')
@@ -71,19 +73,19 @@ class MobileOneBlock(nn.Module):
                                           dilation=dilation, groups=groups, bias=True)
         else:
             if use_identity and in_channels == out_channels and stride == 1:
-                self.identity = nn.BatchNorm2d(in_channels)
+                self.identity = build_norm(norm_cfg, in_channels)
             if num_conv_branches > 0:
                 self.conv_kxk = nn.ModuleList(
                     ConvBN(in_channels, out_channels, kernel_size, stride=stride,
-                           dilation=dilation, groups=groups)
+                           dilation=dilation, groups=groups, norm_cfg=norm_cfg)
                     for _ in range(num_conv_branches))
             if use_scale_branch and kernel_size > 1:
                 self.conv_scale = ConvBN(in_channels, out_channels, 1, stride=stride,
-                                         groups=groups)
+                                         groups=groups, norm_cfg=norm_cfg)
             if self.conv_kxk is None and self.conv_scale is None and self.identity is None:
                 raise ValueError('MobileOneBlock needs at least one branch: num_conv_branches '
                                  '> 0, a scale branch or an identity branch')
-        self.act = act_layer() if act_layer is not None else nn.Identity()
+        self.act = build_act(act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reparam_conv is not None:

@@ -9,29 +9,20 @@ one-to-one. Written from scratch for hybridvit.
 
 Every conv-BN(-act) unit is a :class:`~hybridvit.models.layers.conv_bn.ConvNormAct`, so
 ``reparameterize()`` on each of them (see ``MobileViT.switch_to_deploy``) folds all BatchNorms;
-MobileViT v1 has no multi-branch blocks.
+MobileViT v1 has no multi-branch blocks. The attention is timm's ``Attention`` (fused qkv laid out
+``[q, k, v]`` as in cvnets, so their weights load unchanged).
 """
-from typing import Type
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Attention, make_divisible
 from torch import nn
 
-from .conv_bn import ConvNormAct
+from .conv_bn import ConvNormAct, build_act
 
-__all__ = ['make_divisible', 'InvertedResidual', 'MultiHeadSelfAttention', 'TransformerLayer',
+__all__ = ['InvertedResidual', 'TransformerLayer',
            'MobileViTBlock']
-
-
-def make_divisible(value: float, divisor: int = 8, round_limit: float = 0.9) -> int:
-    """Round ``value`` to the nearest multiple of ``divisor`` without losing more than 10%.
-
-    Same rounding as MobileNetV2 / cvnets / timm, so channel counts match their checkpoints.
-    """
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < round_limit * value:
-        rounded += divisor
-    return rounded
 
 
 class InvertedResidual(nn.Module):
@@ -45,66 +36,34 @@ class InvertedResidual(nn.Module):
         in_channels: input channels.
         out_channels: output channels.
         stride: stride of the depthwise conv (1 or 2).
-        expand_ratio: hidden width = ``make_divisible(in_channels * expand_ratio)``.
+        expand_ratio: hidden width = ``make_divisible(in_channels * expand_ratio)`` (timm's
+            MobileNetV2 rounding, so channel counts match the cvnets / timm checkpoints).
         dilation: dilation of the depthwise conv.
-        act_layer: activation class after the expand and depthwise convs.
+        norm_cfg: mmcv config of the BatchNorms.
+        act_cfg: mmcv config of the activation after the expand and depthwise convs.
         deploy: build BN-free (fused) convs.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
                  expand_ratio: float = 4.0, dilation: int = 1,
-                 act_layer: Type[nn.Module] = nn.SiLU, deploy: bool = False):
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Dict = dict(type='SiLU'),
+                 deploy: bool = False):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f'InvertedResidual stride must be 1 or 2, got {stride}')
         hidden = make_divisible(in_channels * expand_ratio)
         self.use_residual = stride == 1 and in_channels == out_channels
-        self.expand_conv = ConvNormAct(in_channels, hidden, 1, act_layer=act_layer, deploy=deploy)
+        self.expand_conv = ConvNormAct(in_channels, hidden, 1, norm_cfg=norm_cfg,
+                                       act_cfg=act_cfg, deploy=deploy)
         self.dw_conv = ConvNormAct(hidden, hidden, 3, stride=stride, dilation=dilation,
-                                   groups=hidden, act_layer=act_layer, deploy=deploy)
-        self.project_conv = ConvNormAct(hidden, out_channels, 1, act_layer=None, deploy=deploy)
+                                   groups=hidden, norm_cfg=norm_cfg, act_cfg=act_cfg,
+                                   deploy=deploy)
+        self.project_conv = ConvNormAct(hidden, out_channels, 1, norm_cfg=norm_cfg,
+                                        act_cfg=None, deploy=deploy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project_conv(self.dw_conv(self.expand_conv(x)))
         return out + x if self.use_residual else out
-
-
-class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection and ``F.scaled_dot_product_attention``.
-
-    The qkv output is laid out ``[q (all heads), k, v]`` as in cvnets and timm, so their fused
-    ``qkv_proj`` / ``qkv`` weights load unchanged.
-
-    Args:
-        dim: token dimension.
-        num_heads: number of heads (``dim`` must be divisible by it).
-        qkv_bias: bias in the qkv projection.
-        attn_drop: dropout on the attention weights (training only).
-        proj_drop: dropout after the output projection.
-    """
-
-    def __init__(self, dim: int, num_heads: int = 4, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f'attention dim ({dim}) must be divisible by num_heads ({num_heads})')
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        # [B, N, 3*C] -> [B, N, 3, heads, C/heads] -> [3, B, heads, N, C/heads]
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        # [B, heads, N, C/heads] -> [B, N, heads, C/heads] -> [B, N, C]
-        x = x.transpose(1, 2).reshape(batch, tokens, dim)
-        return self.proj_drop(self.proj(x))
 
 
 class TransformerLayer(nn.Module):
@@ -114,23 +73,23 @@ class TransformerLayer(nn.Module):
         dim: token dimension.
         num_heads: attention heads.
         mlp_ratio: FFN hidden width = ``dim * mlp_ratio`` (2 in MobileViT v1).
-        act_layer: FFN activation (SiLU in MobileViT v1).
+        act_cfg: mmcv config of the FFN activation (SiLU in MobileViT v1).
         drop: dropout after the attention projection and in the FFN.
         attn_drop: dropout on the attention weights.
     """
 
     def __init__(self, dim: int, num_heads: int = 4, mlp_ratio: float = 2.0,
-                 act_layer: Type[nn.Module] = nn.SiLU, drop: float = 0.0,
+                 act_cfg: Dict = dict(type='SiLU'), drop: float = 0.0,
                  attn_drop: float = 0.0):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = MultiHeadSelfAttention(dim, num_heads, qkv_bias=True, attn_drop=attn_drop,
-                                           proj_drop=drop)
+        self.attn = Attention(dim, num_heads, qkv_bias=True, attn_drop=attn_drop,
+                              proj_drop=drop)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential()
         self.mlp.add_module('fc1', nn.Linear(dim, hidden))
-        self.mlp.add_module('act', act_layer())
+        self.mlp.add_module('act', build_act(act_cfg))
         if drop > 0:
             self.mlp.add_module('drop1', nn.Dropout(drop))
         self.mlp.add_module('fc2', nn.Linear(hidden, dim))
@@ -166,7 +125,8 @@ class MobileViTBlock(nn.Module):
         patch_size: square patch side.
         dilation: dilation of ``conv_local`` (used for output stride 16 / 8; ``conv_fusion``
             stays undilated, as in cvnets and timm).
-        act_layer: activation class for the convs and the FFN.
+        norm_cfg: mmcv config of the conv BatchNorms.
+        act_cfg: mmcv activation config for the convs and the FFN.
         drop: transformer dropout.
         attn_drop: attention-weight dropout.
         deploy: build BN-free (fused) convs.
@@ -174,23 +134,24 @@ class MobileViTBlock(nn.Module):
 
     def __init__(self, in_channels: int, transformer_dim: int, depth: int = 2,
                  num_heads: int = 4, mlp_ratio: float = 2.0, patch_size: int = 2,
-                 dilation: int = 1, act_layer: Type[nn.Module] = nn.SiLU, drop: float = 0.0,
+                 dilation: int = 1, norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='SiLU'), drop: float = 0.0,
                  attn_drop: float = 0.0, deploy: bool = False):
         super().__init__()
         if patch_size < 1:
             raise ValueError(f'patch_size must be >= 1, got {patch_size}')
         self.patch_size = patch_size
         self.conv_local = ConvNormAct(in_channels, in_channels, 3, dilation=dilation,
-                                      act_layer=act_layer, deploy=deploy)
+                                      norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
         self.conv_embed = nn.Conv2d(in_channels, transformer_dim, 1, bias=False)
         self.transformer = nn.Sequential(*[
-            TransformerLayer(transformer_dim, num_heads, mlp_ratio, act_layer=act_layer,
+            TransformerLayer(transformer_dim, num_heads, mlp_ratio, act_cfg=act_cfg,
                              drop=drop, attn_drop=attn_drop) for _ in range(depth)])
         self.norm = nn.LayerNorm(transformer_dim)
-        self.conv_proj = ConvNormAct(transformer_dim, in_channels, 1, act_layer=act_layer,
-                                     deploy=deploy)
-        self.conv_fusion = ConvNormAct(2 * in_channels, in_channels, 3, act_layer=act_layer,
-                                       deploy=deploy)
+        self.conv_proj = ConvNormAct(transformer_dim, in_channels, 1, norm_cfg=norm_cfg,
+                                     act_cfg=act_cfg, deploy=deploy)
+        self.conv_fusion = ConvNormAct(2 * in_channels, in_channels, 3, norm_cfg=norm_cfg,
+                                       act_cfg=act_cfg, deploy=deploy)
 
     def _global(self, x: torch.Tensor) -> torch.Tensor:
         """Unfold into patches, run the transformer, fold back (same shape as ``x``)."""

@@ -7,7 +7,7 @@ https://github.com/apple/ml-fastvit, ``RepMixer`` / ``RepCPE`` / ``RepMixerBlock
 MetaFormer, Yu et al., CVPR 2022, https://arxiv.org/abs/2111.11418
 (https://github.com/sail-sg/poolformer).
 """
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -31,11 +31,13 @@ class RepMixer(nn.Module):
         kernel_size: depthwise kernel size.
         dilation: depthwise dilation (kept by the fused conv).
         layer_scale_init_value: initial ``gamma``; ``None`` for no layer scale.
+        norm_cfg: mmcv config of the BatchNorms (``BN`` or ``SyncBN``).
         deploy: build only ``reparam_conv``.
     """
 
     def __init__(self, dim: int, kernel_size: int = 3, dilation: int = 1,
-                 layer_scale_init_value: Optional[float] = 1e-5, deploy: bool = False):
+                 layer_scale_init_value: Optional[float] = 1e-5,
+                 norm_cfg: Dict = dict(type='BN'), deploy: bool = False):
         super().__init__()
         self.dim = dim
         self.kernel_size = kernel_size
@@ -52,9 +54,9 @@ class RepMixer(nn.Module):
         else:
             self.norm = MobileOneBlock(dim, dim, kernel_size, dilation=dilation, groups=dim,
                                        num_conv_branches=0, use_scale_branch=False,
-                                       act_layer=None)
+                                       norm_cfg=norm_cfg, act_cfg=None)
             self.mixer = MobileOneBlock(dim, dim, kernel_size, dilation=dilation, groups=dim,
-                                        act_layer=None)
+                                        norm_cfg=norm_cfg, act_cfg=None)
             if layer_scale_init_value is not None:
                 self.layer_scale = LayerScale2d(dim, layer_scale_init_value)
 
@@ -187,25 +189,28 @@ class RepMixerBlock(nn.Module):
         drop_path: stochastic depth rate.
         layer_scale_init_value: initial layer scale, ``None`` for none.
         token_mixer: ``'repmixer'`` or ``'pooling'``.
+        norm_cfg: mmcv config of the BatchNorms.
+        act_cfg: mmcv config of the ConvFFN activation.
         deploy: build the fused convs only.
     """
 
     def __init__(self, dim: int, kernel_size: int = 3, mlp_ratio: float = 4.0,
                  dilation: int = 1, drop: float = 0.0, drop_path: float = 0.0,
                  layer_scale_init_value: Optional[float] = 1e-5, token_mixer: str = 'repmixer',
+                 norm_cfg: Dict = dict(type='BN'), act_cfg: Dict = dict(type='GELU'),
                  deploy: bool = False):
         super().__init__()
         if token_mixer == 'repmixer':
             self.token_mixer = RepMixer(dim, kernel_size, dilation=dilation,
                                         layer_scale_init_value=layer_scale_init_value,
-                                        deploy=deploy)
+                                        norm_cfg=norm_cfg, deploy=deploy)
         elif token_mixer == 'pooling':
             self.token_mixer = PoolingMixer(dim, kernel_size,
                                             layer_scale_init_value=layer_scale_init_value)
         else:
             raise ValueError(f"token_mixer must be 'repmixer' or 'pooling', got {token_mixer!r}")
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio), dilation=dilation, drop=drop,
-                           deploy=deploy)
+                           norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
         self.layer_scale = (LayerScale2d(dim, layer_scale_init_value)
                             if layer_scale_init_value is not None else nn.Identity())
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -29,21 +29,42 @@ class CheckpointMismatchError(RuntimeError):
 
 
 def read_state_dict(checkpoint: str, prefix: Optional[str] = None,
-                    map_location='cpu') -> 'OrderedDict[str, torch.Tensor]':
+                    map_location='cpu', use_ema: bool = False) -> 'OrderedDict[str, torch.Tensor]':
     """Read ``checkpoint`` (path or URL) and return a flat tensor state dict.
+
+    Training checkpoints are unwrapped as timm's ``validate.py`` does: ``state_dict`` (or
+    ``model`` / ``model_state``) by default; a timm ``CheckpointSaver`` file may also hold an
+    EMA copy under ``state_dict_ema``, which ``use_ema=True`` selects (its presence is logged).
 
     Args:
         checkpoint: local path or http(s) URL.
         prefix: keep only keys starting with ``prefix`` and strip it (mmengine's
             ``Pretrained`` ``prefix`` semantics, e.g. ``'backbone.'``).
+        map_location: passed to the loader.
+        use_ema: load ``state_dict_ema`` instead of ``state_dict``.
+
+    Raises:
+        CheckpointMismatchError: ``use_ema`` but the file has no ``state_dict_ema``, or the
+            file holds no state dict.
     """
     raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
     state_dict = raw
     if isinstance(raw, dict):
-        for key in ('state_dict', 'model', 'model_state', 'state_dict_ema'):
+        has_ema = isinstance(raw.get('state_dict_ema'), dict)
+        if use_ema and not has_ema:
+            raise CheckpointMismatchError(
+                f'{checkpoint}: use_ema=True but the file has no "state_dict_ema" (top-level '
+                f'keys: {sorted(raw)[:8]})')
+        keys = ('state_dict_ema',) if use_ema else ('state_dict', 'model', 'model_state',
+                                                    'state_dict_ema')
+        for key in keys:
             if key in raw and isinstance(raw[key], dict):
                 state_dict = raw[key]
                 break
+        if has_ema and not use_ema and state_dict is not raw['state_dict_ema']:
+            print_log(f'{checkpoint}: holds an EMA copy ("state_dict_ema"); loading '
+                      '"state_dict" (set use_ema=True in init_cfg to load the EMA weights)',
+                      logger='current')
     if not isinstance(state_dict, dict):
         raise CheckpointMismatchError(
             f'{checkpoint}: expected a state dict (or a dict holding one under "state_dict" / '

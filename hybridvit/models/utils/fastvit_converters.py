@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..layers.conv_bn import fuse_bn_state_dict
 from .checkpoint import CheckpointMismatchError
 
 __all__ = ['detect_fastvit_format', 'official_to_timm', 'timm_to_official',
@@ -169,25 +170,6 @@ def is_reparameterized_state_dict(state_dict: StateDict) -> Optional[bool]:
     return True if fused else None
 
 
-def _fold_ffn_bn(state_dict: 'OrderedDict[str, torch.Tensor]') -> 'OrderedDict[str, torch.Tensor]':
-    """Fold ``*.mlp.conv.bn`` into ``*.mlp.conv.conv`` (our deploy ConvFFN has no BN)."""
-    prefixes = sorted({k[:-len('bn.running_var')] for k in state_dict
-                       if re.search(r'\.mlp\.conv\.bn\.running_var$', k)})
-    out = OrderedDict(state_dict)
-    for p in prefixes:
-        weight = out.pop(p + 'conv.weight')
-        bias = out.pop(p + 'conv.bias', None)
-        gamma, beta = out.pop(p + 'bn.weight'), out.pop(p + 'bn.bias')
-        mean, var = out.pop(p + 'bn.running_mean'), out.pop(p + 'bn.running_var')
-        out.pop(p + 'bn.num_batches_tracked', None)
-        eps = 1e-5  # nn.BatchNorm2d default, as in the official and timm models
-        scale = gamma / torch.sqrt(var + eps)
-        out[p + 'conv.weight'] = weight * scale.reshape(-1, 1, 1, 1)  # (C, 1, k, k)
-        conv_bias = bias if bias is not None else torch.zeros_like(mean)
-        out[p + 'conv.bias'] = beta + (conv_bias - mean) * scale
-    return out
-
-
 def convert_fastvit_state_dict(state_dict: StateDict, deploy: bool = False
                                ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Convert an official / timm / hybridvit FastViT state dict to hybridvit's names.
@@ -218,5 +200,6 @@ def convert_fastvit_state_dict(state_dict: StateDict, deploy: bool = False
             'conv_kxk / rbr_conv branches): build the backbone with deploy=True to load it, '
             'or use the unfused checkpoint for training / fine-tuning')
     if fused and deploy:
-        sd = _fold_ffn_bn(sd)
+        # the official / timm ConvFFN keeps its BN at inference; ours folds it
+        sd = fuse_bn_state_dict(sd, only=r'\.mlp\.conv\.$')
     return sd, dropped

@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-__all__ = ['detect_mobilevit_format', 'convert_mobilevit_state_dict', 'fuse_bn_state_dict']
+__all__ = ['detect_mobilevit_format', 'convert_mobilevit_state_dict']
 
 _TIMM_RULES = [
     (re.compile(r'^(stages\.\d+\.\d+\.)conv1_1x1\.'), r'\1expand_conv.'),
@@ -130,39 +130,3 @@ def convert_mobilevit_state_dict(
             raise ValueError(f'checkpoint keys collide after conversion: "{key}" -> "{new_key}"')
         converted[new_key] = value
     return converted, dropped
-
-
-@torch.no_grad()
-def fuse_bn_state_dict(state_dict: Dict[str, torch.Tensor],
-                       eps: float = 1e-5) -> 'OrderedDict[str, torch.Tensor]':
-    """Fold every ``X.bn.*`` group into ``X.conv.weight`` / ``X.conv.bias`` (hybridvit names).
-
-    Gives the state dict of a ``deploy=True`` model from an unfused one:
-    ``w' = w * gamma / sqrt(var + eps)``, ``b' = beta + (b - mean) * gamma / sqrt(var + eps)``.
-    ``eps`` is BatchNorm2d's default, which timm and cvnets use.
-    """
-    fused: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
-    prefixes = [k[:-len('bn.running_mean')] for k in state_dict
-                if k.endswith('.bn.running_mean') or k == 'bn.running_mean']
-    bn_keys = set()
-    for prefix in prefixes:
-        weight_key = prefix + 'conv.weight'
-        if weight_key not in state_dict:
-            raise ValueError(f'cannot fuse "{prefix}bn": "{weight_key}" is missing')
-        mean = state_dict[prefix + 'bn.running_mean'].float()
-        var = state_dict[prefix + 'bn.running_var'].float()
-        gamma = state_dict.get(prefix + 'bn.weight', torch.ones_like(mean)).float()
-        beta = state_dict.get(prefix + 'bn.bias', torch.zeros_like(mean)).float()
-        weight = state_dict[weight_key]
-        bias = state_dict.get(prefix + 'conv.bias', torch.zeros_like(mean)).float()
-        scale = gamma / (var + eps).sqrt()
-        fused[weight_key] = (weight.float() * scale.reshape(-1, 1, 1, 1)).to(weight.dtype)
-        fused[prefix + 'conv.bias'] = (beta + (bias - mean) * scale).to(weight.dtype)
-        bn_keys.update(k for k in state_dict if k.startswith(prefix + 'bn.'))
-    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
-    for key, value in state_dict.items():
-        if key in bn_keys:
-            continue
-        out[key] = fused.pop(key, value)
-    out.update(fused)  # conv biases that did not exist before
-    return out
