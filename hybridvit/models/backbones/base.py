@@ -11,7 +11,8 @@ family's key converter.
 A family subclass provides:
 
 * ``arch_zoo`` (variant table), ``arch_keys`` (required keys of an arch dict),
-  ``arch_defaults`` (optional keys and their defaults), ``num_stages``;
+  ``arch_defaults`` (optional keys and their defaults), ``num_stages``, and optionally
+  :meth:`check_arch` (family-specific checks of the parsed ``self.arch_settings``);
 * :meth:`frozen_modules` (what ``frozen_stages=i`` freezes);
 * :meth:`convert_state_dict` (checkpoint layout -> our names, pure function of the keys);
 * optionally ``pretrained_missing_ok`` (regexes of keys a pretrained checkpoint may lack, e.g.
@@ -41,6 +42,8 @@ class HybridBackbone(BaseModule):
     """Base class of the hybridvit backbones (the OpenMMLab backbone contract).
 
     Args:
+        arch: a name of ``arch_zoo`` or a dict; parsed into ``self.arch_settings`` and checked
+            by the family's :meth:`check_arch`.
         out_indices: stages to return (``0 .. num_stages - 1``; negatives count from the end);
             the outputs come in stage order.
         frozen_stages: ``-1`` freezes nothing, ``0`` the stem, ``i`` the stem and stages
@@ -67,6 +70,7 @@ class HybridBackbone(BaseModule):
         return obj
 
     def __init__(self,
+                 arch: Union[str, Dict],
                  out_indices: Union[int, Sequence[int]],
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
@@ -74,6 +78,8 @@ class HybridBackbone(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None):
         super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self.parse_arch(arch)
+        self.check_arch(self.arch_settings)
         self.out_indices = self.parse_out_indices(out_indices)
         if (not isinstance(frozen_stages, int) or isinstance(frozen_stages, bool)
                 or not -1 <= frozen_stages <= self.num_stages):
@@ -109,6 +115,10 @@ class HybridBackbone(BaseModule):
                             f'{unknown}; expected {list(cls.arch_keys)} and optionally '
                             f'{list(cls.arch_defaults)}')
         return {**copy.deepcopy(cls.arch_defaults), **copy.deepcopy(dict(arch))}
+
+    @classmethod
+    def check_arch(cls, settings: Dict) -> None:
+        """Family-specific checks of parsed arch settings (raise :class:`UserError`)."""
 
     @classmethod
     def check_arch_lengths(cls, settings: Dict, lengths: Dict[str, int]) -> None:

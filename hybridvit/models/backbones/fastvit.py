@@ -155,10 +155,8 @@ class FastViT(HybridBackbone):
                  act_cfg: Dict = dict(type='GELU'),
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None):
-        super().__init__(out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+        super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
                          with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
-        self.arch_settings = self.parse_arch(arch)
-        self._check_arch(self.arch_settings)
         if output_stride not in (16, 32):
             raise UserError(f'FastViT: output_stride must be 32 or 16, got {output_stride!r}')
         if token_mixer not in ('repmixer', 'pooling'):
@@ -217,7 +215,7 @@ class FastViT(HybridBackbone):
         self._freeze_stages()
 
     @classmethod
-    def _check_arch(cls, arch: Dict) -> None:
+    def check_arch(cls, arch: Dict) -> None:
         cls.check_arch_lengths(arch, {key: cls.num_stages for key in (
             'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs')})
         for mixer in arch['token_mixers']:

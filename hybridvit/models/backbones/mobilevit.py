@@ -98,10 +98,8 @@ class MobileViT(HybridBackbone):
                  act_cfg: Dict = dict(type='SiLU'),
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None):
-        super().__init__(out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+        super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
                          with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
-        self.arch_settings = self.parse_arch(arch)
-        self._check_arch(self.arch_settings)
         if output_stride not in (8, 16, 32):
             raise UserError(f'MobileViT: output_stride must be 8, 16 or 32, got '
                             f'{output_stride!r}')
@@ -150,7 +148,7 @@ class MobileViT(HybridBackbone):
         self._freeze_stages()
 
     @classmethod
-    def _check_arch(cls, settings: Dict) -> None:
+    def check_arch(cls, settings: Dict) -> None:
         cls.check_arch_lengths(settings, dict(channels=5, transformer_dims=3, depths=3))
         for dim in settings['transformer_dims']:
             if dim % settings['num_heads']:

@@ -7,7 +7,7 @@ https://github.com/apple/ml-fastvit):
 """
 import re
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import build_activation_layer, build_norm_layer
@@ -16,7 +16,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ['ConvNormAct', 'ConvBN', 'bn_scale_shift', 'fuse_conv_bn_weights',
            'fuse_bn_state_dict', 'fuse_bn_tensor', 'get_padding',
-           'identity_kernel', 'build_fused_conv', 'build_norm', 'build_act']
+           'identity_kernel', 'build_fused_conv', 'build_norm', 'build_act',
+           'conv_kernel_bias', 'fuse_into_reparam_conv']
 
 
 def build_norm(norm_cfg: Dict, channels: int) -> nn.Module:
@@ -147,6 +148,30 @@ def build_fused_conv(weight: torch.Tensor, bias: torch.Tensor, stride=1, dilatio
     return conv.train(training)
 
 
+def conv_kernel_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Copies of a conv's weight and bias (zeros when it has none), detached."""
+    bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+    return conv.weight.detach().clone(), bias.detach().clone()
+
+
+@torch.no_grad()
+def fuse_into_reparam_conv(block: nn.Module, branches: Sequence[str], stride=1, dilation=1,
+                           groups: int = 1) -> None:
+    """The ``reparameterize()`` of every multi-branch block (idempotent).
+
+    Builds ``block.reparam_conv`` from ``block.get_kernel_bias()`` (same stride, dilation and
+    groups as the branches), removes the training-time ``branches`` (attribute names) and sets
+    ``block.deploy``.
+    """
+    if block.reparam_conv is None:
+        kernel, bias = block.get_kernel_bias()
+        block.reparam_conv = build_fused_conv(kernel, bias, stride, dilation, groups,
+                                              training=block.training)
+        for name in branches:
+            setattr(block, name, None)
+    block.deploy = True
+
+
 def fuse_bn_tensor(bn: nn.BatchNorm2d, in_channels: int, groups: int,
                    kernel_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Kernel and bias of a BN-only identity branch, as a ``kernel_size`` conv of ``groups``.
@@ -206,12 +231,9 @@ class ConvNormAct(nn.Module):
     @torch.no_grad()
     def get_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the equivalent single conv (fused or not); no side effects."""
-        conv = self.conv
         if self.bn is None:
-            bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(
-                conv.out_channels)
-            return conv.weight.detach().clone(), bias.detach().clone()
-        return fuse_conv_bn_weights(conv.weight, conv.bias, self.bn)
+            return conv_kernel_bias(self.conv)
+        return fuse_conv_bn_weights(self.conv.weight, self.conv.bias, self.bn)
 
     @torch.no_grad()
     def reparameterize(self) -> None:

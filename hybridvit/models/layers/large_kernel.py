@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_bn import ConvBN, build_act, build_fused_conv
+from .conv_bn import ConvBN, build_act, conv_kernel_bias, fuse_into_reparam_conv
 
 __all__ = ['ReparamLargeKernelConv']
 
@@ -88,8 +88,7 @@ class ReparamLargeKernelConv(nn.Module):
     def get_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the equivalent single conv."""
         if self.reparam_conv is not None:
-            return (self.reparam_conv.weight.detach().clone(),
-                    self.reparam_conv.bias.detach().clone())
+            return conv_kernel_bias(self.reparam_conv)
         kernel, bias = self.large_conv.get_kernel_bias()
         if self.small_conv is not None:
             small_w, small_b = self.small_conv.get_kernel_bias()
@@ -98,13 +97,7 @@ class ReparamLargeKernelConv(nn.Module):
             bias = bias + small_b
         return kernel, bias
 
-    @torch.no_grad()
     def reparameterize(self) -> None:
         """Replace both branches by ``reparam_conv`` (idempotent)."""
-        if self.reparam_conv is None:
-            kernel, bias = self.get_kernel_bias()
-            self.reparam_conv = build_fused_conv(kernel, bias, self.stride, self.dilation,
-                                                 self.groups, training=self.training)
-            self.large_conv = None
-            self.small_conv = None
-        self.deploy = True
+        fuse_into_reparam_conv(self, ('large_conv', 'small_conv'), self.stride, self.dilation,
+                               self.groups)

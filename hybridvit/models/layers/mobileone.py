@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_bn import ConvBN, build_act, build_fused_conv, build_norm, fuse_bn_tensor
+from .conv_bn import (ConvBN, build_act, build_norm, conv_kernel_bias, fuse_bn_tensor,
+                      fuse_into_reparam_conv)
 
 __all__ = ['MobileOneBlock']
 
@@ -104,8 +105,7 @@ class MobileOneBlock(nn.Module):
     def get_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Weight ``(out, in/groups, k, k)`` and bias of the equivalent single conv."""
         if self.reparam_conv is not None:
-            return (self.reparam_conv.weight.detach().clone(),
-                    self.reparam_conv.bias.detach().clone())
+            return conv_kernel_bias(self.reparam_conv)
         ref = next(self.parameters())
         k = self.kernel_size
         kernel = ref.new_zeros(self.out_channels, self.in_channels // self.groups, k, k)
@@ -125,14 +125,7 @@ class MobileOneBlock(nn.Module):
             bias += b
         return kernel, bias
 
-    @torch.no_grad()
     def reparameterize(self) -> None:
         """Replace the branches by ``reparam_conv`` (idempotent)."""
-        if self.reparam_conv is None:
-            kernel, bias = self.get_kernel_bias()
-            self.reparam_conv = build_fused_conv(kernel, bias, self.stride, self.dilation,
-                                                 self.groups, training=self.training)
-            self.conv_kxk = None
-            self.conv_scale = None
-            self.identity = None
-        self.deploy = True
+        fuse_into_reparam_conv(self, ('conv_kxk', 'conv_scale', 'identity'), self.stride,
+                               self.dilation, self.groups)

@@ -12,7 +12,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from .conv_bn import build_fused_conv, identity_kernel
+from .conv_bn import (build_fused_conv, conv_kernel_bias, fuse_into_reparam_conv,
+                      identity_kernel)
 from .conv_ffn import ConvFFN, DropPath, LayerScale2d
 from .mobileone import MobileOneBlock
 
@@ -72,8 +73,7 @@ class RepMixer(nn.Module):
     def get_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Depthwise weight ``(dim, 1, k, k)`` and bias of the equivalent single conv."""
         if self.reparam_conv is not None:
-            return (self.reparam_conv.weight.detach().clone(),
-                    self.reparam_conv.bias.detach().clone())
+            return conv_kernel_bias(self.reparam_conv)
         w_mix, b_mix = self.mixer.get_kernel_bias()
         w_norm, b_norm = self.norm.get_kernel_bias()
         if self.layer_scale is not None:
@@ -85,17 +85,10 @@ class RepMixer(nn.Module):
         bias = gamma * (b_mix - b_norm)
         return weight, bias
 
-    @torch.no_grad()
     def reparameterize(self) -> None:
         """Replace mixer, norm and layer scale by ``reparam_conv`` (idempotent)."""
-        if self.reparam_conv is None:
-            weight, bias = self.get_kernel_bias()
-            self.reparam_conv = build_fused_conv(weight, bias, 1, self.dilation, self.dim,
-                                                 training=self.training)
-            self.norm = None
-            self.mixer = None
-            self.layer_scale = None
-        self.deploy = True
+        fuse_into_reparam_conv(self, ('norm', 'mixer', 'layer_scale'), 1, self.dilation,
+                               self.dim)
 
 
 class RepCPE(nn.Module):
