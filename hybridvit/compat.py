@@ -7,9 +7,11 @@ Process-wide effects of importing :mod:`hybridvit` (nothing else is changed):
    torch >= 2.6 loads with ``weights_only=True`` by default, which refuses the few Python
    objects mmengine stores in its checkpoints (``HistoryBuffer``, numpy arrays and scalars in
    the message hub), so ``--resume`` and ``load_from`` fail. Our loaders keep
-   ``weights_only=True`` and allow-list exactly those classes; read ``.safetensors`` files
-   (timm's published weights), locally and from URLs; and refuse any other pickled object with
-   an error naming the file and the object, unless the user trusted that one file explicitly
+   ``weights_only=True`` and allow-list exactly those classes (plus the ``argparse.Namespace``
+   that timm's ``CheckpointSaver`` stores as ``args``, as in Apple's FastViT releases); read
+   ``.safetensors`` files (timm's published weights), locally and from URLs; and refuse any
+   other pickled object with an error naming the file and the object, unless the user trusted
+   that one file explicitly
    (:func:`trust_checkpoint`, ``--trust-checkpoint`` in the tools).
 2. **A file backend** named ``'hybridvit_atomic_local'`` is registered with
    ``mmengine.fileio.register_backend`` (a new name; mmengine's ``'local'`` backend is left as
@@ -21,6 +23,7 @@ Process-wide effects of importing :mod:`hybridvit` (nothing else is changed):
 A different mmengine minor version gets a warning: the allow-list mirrors what mmengine 0.10
 pickles.
 """
+import argparse
 import collections
 import hashlib
 import os
@@ -75,9 +78,12 @@ def _history_buffer_getattr(obj, name):
 
 
 def _safe_globals():
-    """Classes found in mmengine's checkpoints (message hub, numpy metadata)."""
+    """Classes found in mmengine's checkpoints (message hub, numpy metadata) and in timm
+    ``CheckpointSaver`` files (Apple's FastViT releases): ``args`` is an
+    ``argparse.Namespace``, a plain attribute bag rebuilt from data (``__new__`` + ``__dict__``
+    update), which runs no code of the file's choosing."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    allowed = [HistoryBuffer, np.ndarray, np.dtype, collections.OrderedDict,
+    allowed = [HistoryBuffer, np.ndarray, np.dtype, collections.OrderedDict, argparse.Namespace,
                (_history_buffer_getattr, 'builtins.getattr')]
     try:  # numpy >= 2 keeps these under numpy._core
         from numpy._core.multiarray import _reconstruct, scalar
@@ -110,7 +116,10 @@ def safe_torch_load(filename: str, map_location=None):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         detail = str(err).strip().splitlines()
-        offending = next((line for line in detail if 'Unsupported global' in line), detail[0])
+        # torch names the object as "Unsupported global: ..." or "... unsupported GLOBAL
+        # posix.system whose module posix is blocked"
+        offending = next((line for line in detail if 'unsupported global' in line.lower()),
+                         detail[0])
         raise UnsafeCheckpointError(
             f'refusing to unpickle checkpoint {filename}: {offending.strip()}. If you trust this '
             f'file, pass --trust-checkpoint to the tool (or call '

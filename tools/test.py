@@ -4,18 +4,17 @@
                                            [--cfg-options k=v ...] [--launcher ...]
 
 ``--out``: mmdet: a ``.pkl`` of raw results; mmseg: a folder of predicted label PNGs;
-hand mesh: a prefix for FreiHAND's ``pred.json``. Metrics are printed and written to
-``<work_dir>/test_metrics.json``. The checkpoint must fit the model exactly (a clear error lists
-mismatched keys otherwise); it is only read.
+hand mesh: a folder (created) that receives FreiHAND's ``pred.json`` (camera frame, what the
+evaluation server scores) and, when the split has labels, the server's ``scores.txt``. Metrics
+are printed and written to ``<work_dir>/test_metrics.json``. The checkpoint must fit the model
+exactly (a clear error lists mismatched keys otherwise); it is only read.
 """
 import argparse
 import json
 import os
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
@@ -29,7 +28,8 @@ def parse_args():
     parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
     parser.add_argument('--work-dir', help='where logs and metrics go')
     parser.add_argument('--out', help='dump predictions (format depends on the task)')
-    parser.add_argument('--show-dir', help='draw predictions into this folder')
+    parser.add_argument('--show-dir', help='draw every prediction into this folder (the '
+                        'same pictures as demo/image_demo.py)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
@@ -43,31 +43,15 @@ def parse_args():
 
 
 def _configure_outputs(cfg, args):
-    scope = cfg.get('default_scope', 'mmengine')
-    if args.show_dir:
-        if scope in ('mmdet', 'mmseg'):
-            vis = cfg.default_hooks.visualization
-            vis.draw = True
-            if scope == 'mmdet':
-                vis.test_out_dir = osp.abspath(args.show_dir)
-            else:
-                cfg.visualizer.save_dir = osp.abspath(args.show_dir)
-        else:
-            raise UserError('--show-dir is supported for detection and segmentation configs; '
-                            'for hand mesh use demo/image_demo.py')
+    """``--out``: the task adapter's dump; ``--show-dir``: :class:`DrawResultsHook`."""
+    from hybridvit.apis import get_task
+    task = get_task(cfg)
     if args.out:
-        if scope == 'mmdet':
-            if not args.out.endswith(('.pkl', '.pickle')):
-                raise UserError(f'--out must be a .pkl file for detection, got {args.out}')
-            evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [
-                cfg.test_evaluator]
-            cfg.test_evaluator = list(evaluators) + [
-                dict(type='DumpDetResults', out_file_path=args.out)]
-        elif scope == 'mmseg':
-            cfg.test_evaluator['output_dir'] = args.out
-            cfg.test_evaluator['keep_results'] = True
-        else:
-            cfg.test_evaluator['outfile_prefix'] = args.out
+        try:
+            task.configure_test_outputs(cfg, args.out)
+        except UserError as err:
+            raise UserError(f'--out: {err}') from err
+    return task
 
 
 def main():
@@ -80,6 +64,7 @@ def main():
     from hybridvit.engine.runner_setup import (build_dataloaders_checked, check_datasets_exist,
                                                load_config, setup_cpu_distributed)
     from hybridvit.models.utils.checkpoint import load_state_dict_strictly, read_state_dict
+    from hybridvit.utils.atomic import atomic_open
 
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise UserError(f'checkpoint not found: {args.checkpoint}')
@@ -90,7 +75,7 @@ def main():
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     check_datasets_exist(cfg, args.config, loaders=('test_dataloader', ))
-    _configure_outputs(cfg, args)
+    task = _configure_outputs(cfg, args)
     if args.launcher == 'pytorch':
         setup_cpu_distributed(cfg)
 
@@ -102,16 +87,17 @@ def main():
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     load_state_dict_strictly(model, state_dict, source=args.checkpoint)
     runner._has_loaded = True
+    if args.show_dir:
+        from hybridvit.engine.draw_hook import DrawResultsHook
+        runner.register_hook(DrawResultsHook(osp.abspath(args.show_dir), task))
     build_dataloaders_checked(runner, args.config, loaders=('test_dataloader', ))
     metrics = runner.test()
 
     metrics = {k: (float(v) if hasattr(v, '__float__') else v) for k, v in metrics.items()}
-    os.makedirs(cfg.work_dir, exist_ok=True)
     out = osp.join(cfg.work_dir, 'test_metrics.json')
-    with open(out + '.tmp', 'w') as f:
+    with atomic_open(out, 'w') as f:
         json.dump(dict(config=args.config, checkpoint=args.checkpoint, metrics=metrics), f,
                   indent=2)
-    os.replace(out + '.tmp', out)
     print(json.dumps(metrics))
     print(f'metrics written to {out}')
 

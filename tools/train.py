@@ -8,10 +8,8 @@ The config's ``default_scope`` selects the library; mmengine's Runner does the t
 import argparse
 import os
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 

@@ -72,8 +72,9 @@ test_dataloader = dict(
     dataset=dict(type='FreiHANDDataset', data_root=data_root, split='evaluation',
                  pipeline=test_pipeline))
 val_evaluator = dict(type='HandMeshMetric')
-# Also writes the official submission file (pred.json: [xyz_list, verts_list]).
-test_evaluator = dict(type='HandMeshMetric', outfile_prefix='work_dirs/freihand_eval/')
+# Also writes the official submission file (out_dir/pred.json: [xyz_list, verts_list], camera
+# frame) and, with labels, the server's scores.txt; tools/test.py --out DIR changes out_dir.
+test_evaluator = dict(type='HandMeshMetric', out_dir='work_dirs/freihand_eval')
 
 max_epochs = 40
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)

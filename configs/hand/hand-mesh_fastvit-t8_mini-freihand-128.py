@@ -43,7 +43,7 @@ val_dataloader = dict(
 test_dataloader = dict(
     batch_size=16, num_workers=2,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_evaluator = dict(type='HandMeshMetric', outfile_prefix='work_dirs/mini_freihand_eval/')
+test_evaluator = dict(type='HandMeshMetric', out_dir='work_dirs/mini_freihand_eval')
 
 max_iters = 1500
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,

@@ -31,7 +31,7 @@ def inference_hand_mesh(model, img_bgr: np.ndarray,
     h, w = img_bgr.shape[:2]
     x1, y1, x2, y2 = bbox if bbox is not None else (0, 0, w, h)
     if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
-        raise UserError(f'--bbox {x1} {y1} {x2} {y2} is not inside the {w}x{h} image '
+        raise UserError(f'bbox ({x1}, {y1}, {x2}, {y2}) is not inside the {w}x{h} image '
                         '(need 0 <= x1 < x2 <= width, 0 <= y1 < y2 <= height)')
     size = _input_size(model.cfg)
     # square crop around the box centre, as the training crops are square

@@ -3,9 +3,10 @@
     model = init_model('configs/seg/...py', 'work_dirs/.../iter_300.pth', device='cpu')
     result = inference_model(model, 'demo/demo.jpg')   # SegDataSample / DetDataSample / hand sample
 
-The config's ``default_scope`` picks the task. Checkpoints are loaded strictly (a clear
-:class:`CheckpointMismatchError` otherwise); without a checkpoint the weights are random (a
-warning says so) and nothing is ever downloaded (backbone ``init_cfg`` is dropped).
+The config's ``default_scope`` picks the task adapter (:mod:`hybridvit.apis.tasks`).
+Checkpoints are loaded strictly (a clear :class:`CheckpointMismatchError` otherwise); without a
+checkpoint the weights are random (a warning says so) and nothing is ever downloaded (backbone
+``init_cfg`` is dropped).
 """
 import os.path as osp
 import warnings
@@ -21,19 +22,12 @@ from hybridvit.models.utils.checkpoint import load_state_dict_strictly
 from hybridvit.utils.cli import UserError
 from hybridvit.utils.image_io import read_image_bgr, to_bgr_uint8
 
-__all__ = ['init_model', 'inference_model', 'task_of', 'MIN_IMAGE_SIDE']
+from .tasks import get_task
 
-_TASKS = {'mmseg': 'seg', 'mmdet': 'det', 'hybridvit': 'hand'}
+__all__ = ['init_model', 'inference_model', 'MIN_IMAGE_SIDE']
+
 # the backbones' output stride: smaller inputs have no stride-32 feature map
 MIN_IMAGE_SIDE = 32
-
-
-def task_of(cfg: Config) -> str:
-    """``'seg'``, ``'det'`` or ``'hand'`` from the config's default scope."""
-    scope = cfg.get('default_scope')
-    if scope not in _TASKS:
-        raise UserError(f'config default_scope={scope!r} is not one of {sorted(_TASKS)}')
-    return _TASKS[scope]
 
 
 def _drop_pretrained(model_cfg) -> None:
@@ -56,17 +50,25 @@ def _default_dataset_meta(cfg: Config) -> Optional[dict]:
 
 def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
                device: str = 'cpu', cfg_options: Optional[dict] = None):
-    """Build the model of ``config`` and load ``checkpoint`` strictly (eval mode)."""
+    """Build the model of ``config`` and load ``checkpoint`` strictly (eval mode).
+
+    A ``.onnx`` checkpoint of a whole detector (``tools/deploy/export_onnx.py``) gives the ONNX
+    Runtime backend instead (:class:`hybridvit.deploy.detector_onnx.OnnxDetector`), which
+    :func:`inference_model` runs the same way.
+    """
     if isinstance(config, str):
         if not osp.isfile(config):
             raise UserError(f'config file not found: {config}')
         config = Config.fromfile(config)
     if cfg_options:
         config.merge_from_dict(cfg_options)
-    task = task_of(config)
+    task = get_task(config)
+    if checkpoint is not None and str(checkpoint).endswith('.onnx'):  # ONNX Runtime backend
+        from hybridvit.deploy.detector_onnx import init_onnx_detector
+        return init_onnx_detector(config, checkpoint, _default_dataset_meta(config)
+                                  or task.default_dataset_meta())
     _drop_pretrained(config.model)
-    if task == 'seg':
-        config.model.train_cfg = None
+    task.prepare_config(config)
     init_default_scope(config.get('default_scope'))
     import hybridvit.models  # noqa: F401  (register hybridvit modules)
     from mmengine.registry import MODELS
@@ -83,11 +85,8 @@ def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
     else:
         warnings.warn(f'no checkpoint given for {osp.basename(str(config.filename))}: the '
                       'weights are random, predictions are meaningless')
-    dataset_meta = meta.get('dataset_meta') or _default_dataset_meta(config)
-    if dataset_meta is None and task == 'det':
-        from mmdet.evaluation import get_classes
-        dataset_meta = dict(classes=get_classes('coco'))
-    model.dataset_meta = dataset_meta or {}
+    model.dataset_meta = (meta.get('dataset_meta') or _default_dataset_meta(config)
+                          or task.default_dataset_meta())
     model.cfg = config
     model.to(device)
     model.eval()
@@ -116,12 +115,4 @@ def inference_model(model, img, bbox=None):
     if min(img.shape[:2]) < min_side:
         raise UserError(f'image is {img.shape[1]}x{img.shape[0]} pixels; the networks need at '
                         f'least {min_side}x{min_side} (their output stride)')
-    task = task_of(model.cfg)
-    if task == 'seg':
-        from mmseg.apis import inference_model as seg_inference
-        return seg_inference(model, img)
-    if task == 'det':
-        from mmdet.apis import inference_detector
-        return inference_detector(model, img)
-    from .hand_inference import inference_hand_mesh
-    return inference_hand_mesh(model, img, bbox=bbox)
+    return get_task(model).inference(model, img, bbox=bbox)

@@ -2,7 +2,8 @@
 and Shape from Single RGB Images", ICCV 2019, https://arxiv.org/abs/1909.04349).
 
 Reads the official on-disk layout (https://github.com/lmb-freiburg/freihand): ``training/rgb/``
-with 32,560 samples x 4 appearance versions (image id = idx + 32560 * version) and
+with 32,560 samples x 4 appearance versions (image id = idx + 32560 * version, also for a smaller
+set such as the generated mini FreiHAND) and
 ``training_{K,xyz,verts,mano,scale}.json`` (one entry per sample, shared by all versions);
 ``evaluation/rgb/`` with ``evaluation_{K,scale}.json`` and, since the evaluation labels were
 released, ``evaluation_{xyz,verts}.json``.
@@ -15,6 +16,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from hybridvit.registry import DATASETS, TRANSFORMS
+from hybridvit.utils.errors import UserError
 
 #: Samples per appearance version in the official training set / size of the evaluation set.
 FREIHAND_NUM_TRAIN = 32560
@@ -59,20 +61,20 @@ class FreiHANDDataset(BaseDataset):
                  num_val: int = 0, versions: Optional[Sequence[int]] = None,
                  with_verts: bool = True, with_mano: bool = False, **kwargs) -> None:
         if split not in self.SPLITS:
-            raise ValueError(f'split must be one of {self.SPLITS}, got {split!r}')
+            raise UserError(f'split must be one of {self.SPLITS}, got {split!r}')
         if num_samples is not None and (int(num_samples) != num_samples or num_samples <= 0):
-            raise ValueError(f'num_samples must be a positive integer, got {num_samples!r}')
+            raise UserError(f'num_samples must be a positive integer, got {num_samples!r}')
         if int(num_val) != num_val or num_val < 0:
-            raise ValueError(f'num_val must be a non-negative integer, got {num_val!r}')
+            raise UserError(f'num_val must be a non-negative integer, got {num_val!r}')
         if split == 'val' and num_val == 0:
-            raise ValueError("split='val' needs num_val > 0 (training samples to hold out)")
+            raise UserError("split='val' needs num_val > 0 (training samples to hold out)")
         if versions is None:
             versions = (0, 1, 2, 3) if split in ('train', 'trainval') else (0,)
         versions = tuple(int(v) for v in versions)
         if split == 'evaluation' and versions != (0,):
-            raise ValueError(f'the evaluation split has one version, got versions={versions}')
+            raise UserError(f'the evaluation split has one version, got versions={versions}')
         if not versions or any(v < 0 or v > 3 for v in versions):
-            raise ValueError(f'versions must be a non-empty subset of 0..3, got {versions}')
+            raise UserError(f'versions must be a non-empty subset of 0..3, got {versions}')
         self.split = split
         self.num_samples = num_samples
         self.num_val = int(num_val)
@@ -103,24 +105,24 @@ class FreiHANDDataset(BaseDataset):
             try:
                 data = json.load(f)
             except json.JSONDecodeError as e:
-                raise ValueError(f'{path}: not valid JSON ({e})') from e
+                raise UserError(f'{path}: not valid JSON ({e})') from e
         if not isinstance(data, list):
-            raise ValueError(f'{path}: expected a JSON list with one entry per sample, got '
-                             f'{type(data).__name__}')
+            raise UserError(f'{path}: expected a JSON list with one entry per sample, got '
+                            f'{type(data).__name__}')
         if length is not None and len(data) != length:
-            raise ValueError(f'{path}: has {len(data)} entries, expected {length} (one per '
-                             f'sample; num_samples={length})')
+            raise UserError(f'{path}: has {len(data)} entries, expected {length} (one per '
+                            f'sample; num_samples={length})')
         expected = _SHAPES[key]
         out = np.empty((len(data), ) + expected, dtype=np.float32)
         for i, value in enumerate(data):
             try:
                 arr = np.asarray(value, dtype=np.float32)
             except (ValueError, TypeError):
-                raise ValueError(f'{path}: entry {i} is ragged or not numeric, expected shape '
-                                 f'{expected}') from None
+                raise UserError(f'{path}: entry {i} is ragged or not numeric, expected shape '
+                                f'{expected}') from None
             if arr.shape != expected:
-                raise ValueError(f'{path}: entry {i} has shape {arr.shape}, expected '
-                                 f'{expected}')
+                raise UserError(f'{path}: entry {i} has shape {arr.shape}, expected '
+                                f'{expected}')
             out[i] = arr
         return out
 
@@ -140,8 +142,8 @@ class FreiHANDDataset(BaseDataset):
             anns['joints_3d'] = self._load_list(set_name, 'xyz', length)
             bad = np.nonzero((anns['joints_3d'][..., 2] <= 0).any(axis=1))[0]
             if len(bad):
-                raise ValueError(f'{set_name}_xyz.json: entry {bad[0]} has joints at or behind '
-                                 'the camera (z <= 0)')
+                raise UserError(f'{set_name}_xyz.json: entry {bad[0]} has joints at or behind '
+                                'the camera (z <= 0)')
             if self.with_verts:
                 anns['verts_3d'] = self._load_list(set_name, 'verts', length)
         if self.with_mano:
@@ -149,8 +151,8 @@ class FreiHANDDataset(BaseDataset):
         self._anns = anns
 
         if self.split in ('train', 'val') and self.num_val >= length:
-            raise ValueError(f'num_val={self.num_val} must be smaller than the number of '
-                             f'training samples ({length})')
+            raise UserError(f'num_val={self.num_val} must be smaller than the number of '
+                            f'training samples ({length})')
         if self.split == 'train':
             indices = range(0, length - self.num_val)
         elif self.split == 'val':
@@ -159,9 +161,14 @@ class FreiHANDDataset(BaseDataset):
             indices = range(length)
         versions = self.versions if set_name == 'training' else (0, )
         data_list = []
+        if set_name == 'training' and length > FREIHAND_NUM_TRAIN:
+            raise UserError(f'training_K.json: has {length} entries, more than FreiHAND\'s '
+                            f'{FREIHAND_NUM_TRAIN} samples per version (image ids are '
+                            f'idx + {FREIHAND_NUM_TRAIN} * version)')
         for version in versions:
             for idx in indices:
-                image_id = idx + length * version
+                # the official numbering (fh_utils.sample_version.map_id), also for mini sets
+                image_id = idx + FREIHAND_NUM_TRAIN * version
                 data_list.append(dict(img_path=osp.join(rgb_dir, '%08d.jpg' % image_id),
                                       ann_idx=idx, version=version, image_id=image_id))
         return data_list

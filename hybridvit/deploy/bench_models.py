@@ -9,8 +9,9 @@ A spec is a dict:
   https://github.com/huggingface/pytorch-image-models) or ``'config'`` (``config``,
   ``checkpoint`` or ``None``, ``part`` as in :func:`hybridvit.deploy.exportable_part`);
 * ``fused``: fuse with ``reparameterize_model`` (timm: ``timm.utils.reparameterize_model``);
-* ``engine``: ``'torch'`` (eager) or ``'ort'`` (``onnx``: ``{resolution: path}``, exported by
-  the caller).
+* ``engine``: ``'torch'`` (eager, :data:`hybridvit.deploy.benchmark.EAGER`) or ``'ort'``
+  (:data:`~hybridvit.deploy.benchmark.ORT`; ``onnx``: ``{resolution: path}``, exported by the
+  caller).
 
 Weights are random (seeded) unless a config checkpoint is given; timing does not depend on them.
 """
@@ -20,17 +21,20 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch import nn
 
-from .benchmark import ort_callable, torch_callable
+from .benchmark import EAGER, ORT, ort_callable, torch_callable
 from .fold_norms import fold_output_norms
-from .onnx_export import OutputsAsTuple, exportable_part
+from .onnx_export import exportable_part
 
 __all__ = ['BACKBONES', 'DetPredict', 'timm_name', 'build_torch_module', 'build_callable']
 
 # variant -> (hybridvit class, arch, outputs matching timm's features_only model)
 BACKBONES: Dict[str, Tuple[str, str, tuple]] = {
     **{f'fastvit-{a}': ('FastViT', a, (0, 1, 2, 3))
-       for a in ('t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36')},
+       for a in ('t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36', 'mci0', 'mci1', 'mci2')},
     **{f'mobilevit-{a}': ('MobileViT', a, (0, 1, 2, 3, 4)) for a in ('xxs', 'xs', 's')},
+    **{f'mobilevitv2-{n}': ('MobileViTv2', w, (0, 1, 2, 3, 4))
+       for n, w in (('050', '0.5'), ('075', '0.75'), ('100', '1.0'), ('125', '1.25'),
+                    ('150', '1.5'), ('175', '1.75'), ('200', '2.0'))},
 }
 
 
@@ -41,16 +45,12 @@ def timm_name(variant: str) -> str:
     return variant.replace('-', '_')
 
 
-def _call(module, x):
-    return module(x)
-
-
 def _build_backbone(variant: str, kwargs: dict) -> nn.Module:
-    from hybridvit.models.backbones import FastViT, MobileViT
+    from hybridvit.models.backbones import FastViT, MobileViT, MobileViTv2
     if variant not in BACKBONES:
         raise ValueError(f'unknown backbone {variant!r}; expected one of {sorted(BACKBONES)}')
     cls_name, arch, out_indices = BACKBONES[variant]
-    cls = {'FastViT': FastViT, 'MobileViT': MobileViT}[cls_name]
+    cls = {'FastViT': FastViT, 'MobileViT': MobileViT, 'MobileViTv2': MobileViTv2}[cls_name]
     return cls(arch=arch, out_indices=out_indices, **kwargs)
 
 
@@ -69,7 +69,7 @@ def _fuse_conv_bn(model: nn.Module) -> nn.Module:
     return fuse_conv_bn(model)
 
 
-def build_torch_module(spec: dict) -> OutputsAsTuple:
+def build_torch_module(spec: dict) -> nn.Module:
     """The eager module of ``spec`` (eval mode, fused if ``spec['fused']``) returning a tuple."""
     torch.manual_seed(spec.get('seed', 0))
     source = spec['source']
@@ -78,19 +78,19 @@ def build_torch_module(spec: dict) -> OutputsAsTuple:
         if spec.get('fused'):
             from hybridvit.models.utils import reparameterize_model
             model = reparameterize_model(model, inplace=True)
-        return OutputsAsTuple(model, _call).eval()
+        return exportable_part(model, None, 'backbone').module.eval()
     if source == 'timm':
         import timm
         model = timm.create_model(spec['name'], pretrained=False, features_only=True).eval()
         if spec.get('fused'):
             from timm.utils import reparameterize_model as timm_reparameterize
             model = timm_reparameterize(model)
-        return OutputsAsTuple(model, _call).eval()
+        return exportable_part(model, None, 'backbone').module.eval()
     if source == 'config':
-        from hybridvit.apis import task_of
+        from hybridvit.apis import get_task
         from hybridvit.models.utils import reparameterize_model
         model = _build_config_model(spec)
-        task = task_of(model.cfg)
+        task = get_task(model)
         if spec.get('fused'):
             model = reparameterize_model(model, inplace=True)
             if spec.get('part', 'model') == 'model':
@@ -136,6 +136,6 @@ def build_callable(spec: dict, resolution: int, threads: int) -> Callable:
             model = reparameterize_model(model, inplace=True)
             fold_output_norms(model)
         return DetPredict(model.eval(), spec['shape'])
-    if spec.get('engine', 'torch') == 'ort':
+    if spec.get('engine', EAGER) == ORT:
         return ort_callable(spec['onnx'][resolution], threads)
     return torch_callable(build_torch_module(spec))

@@ -4,9 +4,20 @@ Used by ``tools/analysis/benchmark.py``. Method, so that numbers are comparable:
 
 * threads: ``torch.set_num_threads(threads)`` for eager PyTorch, ``intra_op_num_threads=threads``
   (one inter-op thread, sequential execution, all graph optimisations) for ONNX Runtime;
-* latency: after ``warmup`` calls of every mode, the modes are called ALTERNATELY, one call each
-  per repetition with the order rotated every repetition, so that machine drift (thermal,
-  other jobs) hits all modes equally; the median of the repetitions is reported;
+* latency: eager modes are called ALTERNATELY (after ``warmup`` calls of each: one call each
+  per repetition, order rotated every repetition), so that machine drift (thermal, other
+  jobs) hits all modes equally; the median of the repetitions is reported. An ONNX Runtime
+  session's worker threads keep spinning for a while after ``run()`` returns and take the
+  cores from whatever runs next (measured here, FastViT-T8 at 256x256, 2 threads: timm's
+  fused eager model 51.8 ms right after an ORT call, 23.2 ms after an eager call; snippet in
+  ``docs/benchmarks.md``), so each
+  ORT mode is timed as consecutive calls of its session (as deployed), and the blocks (eager,
+  each ORT session) take turns over a few rounds, each block starting after a 0.1 s pause with
+  untimed calls: a timed call never follows a call of another block
+  (:func:`latency_schedule`);
+* every eager mode runs through :func:`torch_callable` (``torch.inference_mode``, eval mode,
+  the process's ``torch.set_num_threads``), ORT modes through :func:`ort_callable` with the
+  same thread count;
 * peak memory: each (mode, resolution) runs in a fresh ``spawn`` child process; after the
   model / session is built and the input allocated, the kernel's RSS high-water mark is reset
   (``/proc/self/clear_refs`` = 5) and ``VmHWM - VmRSS`` after two inference calls is the peak
@@ -19,13 +30,17 @@ Used by ``tools/analysis/benchmark.py``. Method, so that numbers are comparable:
 import os
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ['count_flops', 'sgemm_gflops', 'interleaved_latency', 'torch_callable',
-           'ort_callable', 'peak_rss_increase_mb', 'read_vm_kb', 'reset_peak_rss']
+__all__ = ['count_flops', 'sgemm_gflops', 'interleaved_latency', 'latency_schedule',
+           'torch_callable', 'ort_callable', 'median_ms', 'peak_rss_increase_mb', 'read_vm_kb',
+           'reset_peak_rss', 'EAGER', 'ORT']
+
+EAGER = 'torch'  # engine names of the modes (a spec's ``engine``)
+ORT = 'ort'
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -34,13 +49,14 @@ def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, 
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def count_flops(module: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one forward pass of ``module`` on ``x`` (MACs = FLOPs / 2)."""
+def count_flops(fn: Callable, *args) -> int:
+    """FLOPs of one call ``fn(*args)`` (e.g. ``count_flops(module, x)``; MACs = FLOPs / 2),
+    without autograd."""
     from torch.utils.flop_counter import FlopCounterMode
     custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
     counter = FlopCounterMode(display=False, custom_mapping=custom)
     with counter, torch.no_grad():
-        module(x)
+        fn(*args)
     return int(counter.get_total_flops())
 
 
@@ -86,34 +102,84 @@ def ort_callable(model_path: str, threads: int) -> Callable[[torch.Tensor], obje
     return run
 
 
+def _blocks(names: Sequence[str], engines: Dict[str, str]) -> List[List[str]]:
+    """Eager modes share torch's thread pool and alternate in one block; every other mode (an
+    ONNX Runtime session with its own spinning pool) is a block of its own."""
+    blocks: Dict[object, List[str]] = {}
+    for name in names:
+        engine = engines.get(name, EAGER)
+        blocks.setdefault(engine if engine == EAGER else (engine, name), []).append(name)
+    return list(blocks.values())
+
+
+def latency_schedule(names: Sequence[str], runs: int, warmup: int = 2,
+                     engines: Optional[Dict[str, str]] = None,
+                     rounds: int = 5) -> List[Tuple[Optional[str], bool]]:
+    """The call sequence of :func:`interleaved_latency`: ``[(mode, timed), ...]``, where
+    ``(None, False)`` marks a pause (block switch).
+
+    Eager modes alternate within their block (one call each per repetition, order rotated by
+    one per repetition); each ONNX Runtime mode forms a block of consecutive calls (one session
+    running repeatedly, as deployed). With several blocks the repetitions are split into
+    ``rounds`` rounds that visit every block in turn, so drift still hits all modes; every
+    block switch is a pause followed by untimed calls (``warmup`` per mode in the first round,
+    at least one later), so a timed call never directly follows a call of another block.
+
+    Args:
+        names: the modes.
+        runs: timed calls per mode.
+        warmup: untimed calls per mode before its first timed call.
+        engines: ``{mode: engine}`` (:data:`EAGER` or :data:`ORT`; default all eager).
+        rounds: number of passes over the blocks (capped at ``runs``; 1 with one block).
+    """
+    if runs < 1:
+        raise ValueError(f'runs must be >= 1, got {runs}')
+    blocks = _blocks(names, engines or {})
+    rounds = 1 if len(blocks) == 1 else max(1, min(rounds, runs))
+    sequence = []
+    done = [0] * len(blocks)  # repetitions of each block so far (the rotation continues)
+    for r in range(rounds):
+        reps = runs // rounds + (r < runs % rounds)
+        for i, block in enumerate(blocks):
+            settle = warmup if r == 0 else 1
+            if sequence:
+                sequence.append((None, False))
+                settle = max(settle, 1)
+            sequence += [(name, False) for name in block for _ in range(settle)]
+            for rep in range(done[i], done[i] + reps):
+                shift = rep % len(block)
+                sequence += [(name, True) for name in block[shift:] + block[:shift]]
+            done[i] += reps
+    return sequence
+
+
 def interleaved_latency(calls: Dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor,
                         runs: int, warmup: int = 2,
-                        inputs: Optional[Dict[str, torch.Tensor]] = None
-                        ) -> Dict[str, List[float]]:
-    """Seconds per call of every callable, measured alternately.
+                        inputs: Optional[Dict[str, torch.Tensor]] = None,
+                        engines: Optional[Dict[str, str]] = None,
+                        pause: float = 0.1) -> Dict[str, List[float]]:
+    """Seconds per call of every callable, in the order of :func:`latency_schedule`.
 
     Args:
         calls: ``{mode: callable(x)}``.
         x: the input (``inputs`` may give a different one per mode).
-        runs: repetitions (each calls every mode once, order rotated per repetition).
+        runs: timed calls per mode.
         warmup: untimed calls per mode first.
+        engines: ``{mode: engine}`` (default: all eager; see :func:`latency_schedule`).
+        pause: seconds of idle time at each block switch (spinning thread pools go to sleep).
 
     Returns:
-        ``{mode: [seconds of each repetition]}``.
+        ``{mode: [seconds of each timed call]}``.
     """
-    if runs < 1:
-        raise ValueError(f'runs must be >= 1, got {runs}')
-    names = list(calls)
-    inputs = {n: (inputs or {}).get(n, x) for n in names}
-    for name in names:
-        for _ in range(warmup):
-            calls[name](inputs[name])
-    times = {n: [] for n in names}
-    for rep in range(runs):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            calls[name](inputs[name])
+    inputs = {n: (inputs or {}).get(n, x) for n in calls}
+    times = {n: [] for n in calls}
+    for name, timed in latency_schedule(list(calls), runs, warmup, engines):
+        if name is None:
+            time.sleep(pause)
+            continue
+        start = time.perf_counter()
+        calls[name](inputs[name])
+        if timed:
             times[name].append(time.perf_counter() - start)
     return times
 

@@ -7,14 +7,13 @@ report mobile latency of CoreML models; this converts our fused backbones the sa
 profiling the result needs macOS / iOS (``MLModel.predict`` is unavailable elsewhere), so
 outputs cannot be checked against PyTorch here.
 """
-import os
-import os.path as osp
-import shutil
 import warnings
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from hybridvit.utils.atomic import atomic_write_dir
 
 __all__ = ['CoreMLUnavailable', 'export_coreml']
 
@@ -76,16 +75,6 @@ def export_coreml(module: nn.Module, shape: Sequence[int], out_file: str,
     if mlmodel is None:
         raise CoreMLUnavailable(f'coremltools {ct.__version__} failed to convert with torch '
                                 f'{torch.__version__} ({"; ".join(errors)})')
-    out_file = osp.abspath(out_file)
-    os.makedirs(osp.dirname(out_file), exist_ok=True)
-    tmp = osp.join(osp.dirname(out_file), f'.{osp.basename(out_file)}.{os.getpid()}.tmp'
-                   '.mlpackage')
-    try:
+    with atomic_write_dir(out_file) as tmp:  # an .mlpackage is a folder
         mlmodel.save(tmp)
-        if osp.isdir(out_file):
-            shutil.rmtree(out_file)
-        os.replace(tmp, out_file)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     return [o.name for o in mlmodel.get_spec().description.output]

@@ -10,7 +10,7 @@ from typing import Iterable, List, Tuple
 import torch
 from mmengine.config import Config, ConfigDict
 
-from hybridvit.utils.cli import UserError
+from hybridvit.utils.cli import UserError, is_own_bug
 
 __all__ = ['load_config', 'check_datasets_exist', 'build_dataloaders_checked', 'replace_sync_bn',
            'setup_cpu_distributed', 'add_default_hooks', 'DATASET_HINTS']
@@ -96,7 +96,8 @@ def build_dataloaders_checked(runner, config_path: str,
                               loaders=('train_dataloader', 'val_dataloader')) -> None:
     """Build the runner's dataloaders now (mmengine would build them lazily, in the same order),
     turning an unreadable annotation file or an empty dataset into a :class:`UserError` that
-    names the dataset and its annotation file.
+    names the dataset and its annotation file (a bug in our own dataset code keeps its
+    traceback, see :func:`hybridvit.utils.cli.is_own_bug`).
 
     mmengine's loops accept a built ``DataLoader`` in place of its config, so nothing else
     changes (the samplers are seeded from ``runner.seed`` exactly as the loops would do).
@@ -115,6 +116,8 @@ def build_dataloaders_checked(runner, config_path: str,
             empty = len(loader.dataset) == 0
         except (ValueError, KeyError, TypeError, IndexError, AssertionError, OSError,
                 json.JSONDecodeError) as err:
+            if is_own_bug(err):
+                raise
             if 'need at least one array to concatenate' not in str(err):
                 from hybridvit.utils.cli import one_line
                 raise UserError(f'{config_path}: {name}: cannot load {described}: '

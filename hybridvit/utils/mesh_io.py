@@ -1,7 +1,7 @@
 """Writing meshes / point clouds (``.obj`` with faces, ``.ply`` points only), atomically."""
-import os
-
 import numpy as np
+
+from .atomic import atomic_open
 
 __all__ = ['write_mesh']
 
@@ -18,8 +18,6 @@ def write_mesh(path_without_ext: str, verts: np.ndarray, faces=None) -> str:
         lines = ['ply', 'format ascii 1.0', f'element vertex {len(verts)}', 'property float x',
                  'property float y', 'property float z', 'end_header']
         lines += [f'{x:.6f} {y:.6f} {z:.6f}' for x, y, z in verts]
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
-    os.replace(tmp, path)
     return path

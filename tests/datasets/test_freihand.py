@@ -1,6 +1,7 @@
 """FreiHAND dataset, hand transforms and the mini-FreiHAND generator (data made in tmp_path)."""
 import filecmp
 import json
+import os
 import os.path as osp
 import shutil
 
@@ -37,7 +38,9 @@ def test_reads_generated_layout(mini_root):
                              num_samples=NUM_TRAIN, versions=(0, 1)))
     assert isinstance(ds, FreiHANDDataset) and len(ds) == 2 * NUM_TRAIN
     info = ds.get_data_info(NUM_TRAIN + 2)  # version 1 of sample 2
-    assert info['img_path'].endswith('training/rgb/%08d.jpg' % (NUM_TRAIN + 2))
+    # the official numbering (fh_utils.sample_version.map_id): idx + 32560 * version
+    assert info['img_path'].endswith('training/rgb/00032562.jpg')
+    assert info['image_id'] == 32562
     assert info['version'] == 1 and info['ann_idx'] == 2
     assert osp.exists(info['img_path'])
     assert info['joints_3d'].shape == (21, 3) and info['verts_3d'].shape == (NUM_VERTS, 3)
@@ -46,6 +49,51 @@ def test_reads_generated_layout(mini_root):
     assert 0.01 < info['scale'] < 0.1  # reference bone length in metres
     # the same annotation is shared by all versions
     np.testing.assert_array_equal(ds.get_data_info(2)['joints_3d'], info['joints_3d'])
+
+
+def _official_read_img(idx, base_path, set_name, version):
+    """lmb-freiburg/freihand utils/fh_utils.py read_img + sample_version.map_id, restated."""
+    versions = ['gs', 'hom', 'sample', 'auto']
+    image_id = idx + 32560 * versions.index(version)
+    return cv2.imread(osp.join(base_path, set_name, 'rgb', '%08d.jpg' % image_id))
+
+
+def test_generated_layout_is_what_the_official_toolbox_reads(mini_root):
+    for idx in range(NUM_TRAIN):
+        for version in ('gs', 'hom'):  # the two generated versions
+            assert _official_read_img(idx, mini_root, 'training', version) is not None
+        mask = cv2.imread(osp.join(mini_root, 'training', 'mask', '%08d.jpg' % idx),
+                          cv2.IMREAD_GRAYSCALE)  # fh_utils.read_msk
+        assert mask.shape == (64, 64)
+        # the silhouette covers the projected joints (JPEG blurs edges: test the joint pixels)
+        with open(osp.join(mini_root, 'training_xyz.json')) as f:
+            xyz = np.array(json.load(f)[idx])
+        with open(osp.join(mini_root, 'training_K.json')) as f:
+            K = np.array(json.load(f)[idx])
+        uv = np.round(_project(xyz, K)).astype(int)
+        inside = (uv >= 0).all(1) & (uv < 64).all(1)
+        assert (mask[uv[inside, 1], uv[inside, 0]] > 127).mean() > 0.9
+        assert 0.02 < (mask > 127).mean() < 0.6
+    rgb = sorted(os.listdir(osp.join(mini_root, 'training', 'rgb')))
+    assert rgb == ['%08d.jpg' % (i + 32560 * v) for v in range(2) for i in range(NUM_TRAIN)]
+    assert not osp.exists(osp.join(mini_root, 'evaluation', 'mask'))
+
+
+def test_mano_root_entries_recover_the_root(mini_root):
+    """split_theta / get_focal_pp / recover_root of the official utils/model.py, restated: the
+    last three mano entries give back the root joint."""
+    for split in ('training', 'evaluation'):
+        with open(osp.join(mini_root, f'{split}_mano.json')) as f:
+            mano = np.array(json.load(f))[:, 0]  # (N, 61)
+        with open(osp.join(mini_root, f'{split}_K.json')) as f:
+            Ks = np.array(json.load(f))
+        with open(osp.join(mini_root, f'{split}_xyz.json')) as f:
+            xyz = np.array(json.load(f))
+        for theta, K, joints in zip(mano, Ks, xyz):
+            uv_root, scale = theta[58:60], theta[60:]
+            focal, pp = 0.5 * (K[0, 0] + K[1, 1]), K[:2, 2]
+            root = np.concatenate([uv_root - pp, [focal]]) / scale
+            np.testing.assert_allclose(root, joints[0], atol=2e-5)
 
 
 def test_splits(mini_root):
@@ -158,7 +206,7 @@ def test_image_formats_become_bgr_uint8(tmp_path, kind):
         img = np.stack([base[..., 0], base[..., 1]], axis=2)
     path = str(tmp_path / f'{kind}.png')
     if kind == 'gray_alpha':  # OpenCV cannot write 2-channel PNGs
-        Image = pytest.importorskip('PIL.Image')
+        from PIL import Image
         Image.fromarray(img, mode='LA').save(path)
     else:
         assert cv2.imwrite(path, img)
@@ -177,7 +225,8 @@ def test_generator_is_reproducible(tmp_path):
         make_mini_freihand(root, num_train=2, num_eval=1, seed=5, image_size=32,
                            num_versions=2, verbose=False)
     names = ['training_K.json', 'training_xyz.json', 'training_verts.json',
-             'training/rgb/00000003.jpg', 'evaluation/rgb/00000000.jpg', 'evaluation_xyz.json']
+             'training/rgb/00032561.jpg', 'training/mask/00000001.jpg',
+             'evaluation/rgb/00000000.jpg', 'evaluation_xyz.json']
     match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
     assert not mismatch and not errors
     xyz = np.array(json.load(open(osp.join(a, 'training_xyz.json'))))

@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import os.path as osp
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -45,16 +46,32 @@ def test_interleaved_latency_rotates_and_counts():
     assert order[3:] == list('abc') + list('bca') + list('cab')  # after 1 warm-up each
 
 
-def test_sgemm_rate_is_positive():
-    assert sgemm_gflops(1, n=128, runs=2) > 0
+def test_sgemm_rate_is_2n3_over_the_best_run(monkeypatch):
+    """A fake clock gives runs of 0.5 s, 0.25 s and 0.4 s: the rate is 2 n^3 / 0.25 s."""
+    from hybridvit.deploy import benchmark
+    ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.4])
+    monkeypatch.setattr(benchmark, 'time', SimpleNamespace(perf_counter=lambda: next(ticks)))
+    before = torch.get_num_threads()
+    assert sgemm_gflops(1, n=64, runs=3) == pytest.approx(2 * 64 ** 3 / 0.25 / 1e9)
+    assert torch.get_num_threads() == before  # the thread setting is restored
+    with pytest.raises(StopIteration):  # exactly 2 clock reads per run, no more
+        next(ticks)
 
 
-def test_peak_rss_increase_in_child_grows_with_resolution():
-    spec = dict(source='backbone', name='fastvit-t8', fused=True)
-    mem = peak_rss_increase_mb('hybridvit.deploy.bench_models:build_callable', spec,
+def test_peak_rss_increase_measures_a_known_allocation():
+    """A child that allocates 16 / 64 MB (resolution 64 / 256 x 0.25 MB) reports them."""
+    mem = peak_rss_increase_mb('_memory_builders:allocating_callable', dict(mb_per_px=0.25),
                                [64, 256], threads=1)
     assert set(mem) == {64, 256}
-    assert 0 <= mem[64] < mem[256]
+    assert mem[64] == pytest.approx(16, abs=4) and mem[256] == pytest.approx(64, abs=4)
+
+
+def test_peak_rss_increase_of_a_real_model_covers_its_stem_output():
+    """FastViT-T8 at 256x256: the stem alone writes a 48 x 128 x 128 fp32 map (3 MB)."""
+    spec = dict(source='backbone', name='fastvit-t8', fused=True)
+    mem = peak_rss_increase_mb('hybridvit.deploy.bench_models:build_callable', spec, [256],
+                               threads=1)
+    assert mem[256] >= 48 * 128 * 128 * 4 / 2 ** 20
 
 
 def test_benchmark_tool_tiny_run_writes_csv_png(tmp_path, capsys):

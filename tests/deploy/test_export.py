@@ -122,7 +122,7 @@ def test_hand_model_export_matches(tmp_path, size, rotation):
 
 def test_maskrcnn_backbone_neck_export_matches(tmp_path, capsys):
     out = tmp_path / 'det.onnx'
-    _tool().main([DET_CFG, 'none', str(out), '--shape', '64', '96'])
+    _tool().main([DET_CFG, 'none', str(out), '--shape', '64', '96', '--part', 'neck'])
     text = capsys.readouterr().out
     assert 'NOT EXPORTED' in text and DET_NOT_EXPORTED in text
     assert 'feat4 (1, 256, 1, 2)' in text  # 5 FPN levels
@@ -156,7 +156,29 @@ def test_coreml_export_of_fused_backbone(tmp_path):
                                    'backbone')
     out = tmp_path / 't8.mlpackage'
     names = export_coreml(module, (1, 3, 64, 64), str(out))
-    assert len(names) == 4 and out.is_dir()  # running it needs macOS: conversion only
+    # running it needs macOS; here: the saved ML Program's interface and operations
+    import collections
+
+    import coremltools as ct
+    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
+    spec = ct.utils.load_spec(str(out))
+    (inp, ) = spec.description.input
+    assert list(inp.type.multiArrayType.shape) == [1, 3, 64, 64]
+    assert inp.type.multiArrayType.dataType == ArrayFeatureType.FLOAT32
+    outputs = spec.description.output
+    assert [o.name for o in outputs] == names
+    # T8 channels at strides 4, 8, 16, 32; fp16 compute precision -> fp16 outputs (iOS16)
+    assert [list(o.type.multiArrayType.shape) for o in outputs] == [
+        [1, 48, 16, 16], [1, 96, 8, 8], [1, 192, 4, 4], [1, 384, 2, 2]]
+    assert {o.type.multiArrayType.dataType for o in outputs} == {ArrayFeatureType.FLOAT16}
+    main = spec.mlProgram.functions['main']
+    ops = collections.Counter(op.type for op in main.block_specializations[main.opset].operations)
+    # one conv per fused PyTorch conv; the only BatchNorms are the 4 output norms (the
+    # branches' BNs were folded before export)
+    modules = list(module.modules())
+    assert ops['conv'] == sum(isinstance(m, torch.nn.Conv2d) for m in modules) == 49
+    assert ops['batch_norm'] == sum(isinstance(m, torch.nn.BatchNorm2d) for m in modules) == 4
+    assert ops['gelu'] == 16 and ops['cast'] == 1  # fp32 input cast once to fp16
 
 
 def test_quantize_tool_runs_on_mini_ade(tmp_path, capsys):

@@ -17,23 +17,23 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
 from torch import nn
 
-mmdet = pytest.importorskip('mmdet')
-from mmdet.registry import MODELS  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
-from mmdet.structures.mask import BitmapMasks  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.structures import InstanceData  # noqa: E402
-
-import hybridvit.models  # noqa: E402,F401
-from hybridvit.datasets.generators import COCO_METAINFO, make_mini_coco  # noqa: E402
-from hybridvit.models.utils import reparameterize_model  # noqa: E402
-from hybridvit.models.utils.checkpoint import load_state_dict_strictly  # noqa: E402
+import hybridvit.models  # noqa: F401
+from hybridvit.datasets.generators import COCO_METAINFO, make_mini_coco
+from hybridvit.models.utils import reparameterize_model
+from hybridvit.models.utils.checkpoint import load_state_dict_strictly
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs/det/*.py')))
+# Mask R-CNN configs (the SSDLite ones are tested in tests/deploy/test_detector_onnx.py)
+CONFIGS = sorted(osp.relpath(p, ROOT)
+                 for p in glob.glob(osp.join(ROOT, 'configs/det/mask-rcnn_*.py')))
 MINI = [c for c in CONFIGS if 'mini-coco' in c]
 PAPER = [c for c in CONFIGS if c not in MINI]
 MINI_CONFIG = 'configs/det/mask-rcnn_fastvit-t8_fpn_1xb4-8e_mini-coco-320.py'
@@ -162,7 +162,7 @@ def test_backward_reaches_the_backbone():
 def test_normalisation_matches_pretraining(config):
     pre = read_cfg(config).model.data_preprocessor
     assert pre.bgr_to_rgb is True
-    if 'mobilevit' in config:  # [0, 1] RGB
+    if 'mobilevit' in config or '-mci' in config:  # [0, 1] RGB (MobileViT, MobileCLIP)
         assert list(pre.mean) == [0.0] * 3 and list(pre.std) == [255.0] * 3
     else:  # ImageNet mean / std on 0-255 RGB
         assert list(pre.mean) == IMAGENET_MEAN and list(pre.std) == IMAGENET_STD
@@ -199,7 +199,10 @@ def test_paper_protocol(config):
         assert backbone.deploy is True and backbone.init_cfg is None
     else:
         assert backbone.init_cfg.type == 'Pretrained'
-        assert arch in backbone.init_cfg.checkpoint.replace('_', '-').replace('fastvit-', '')
+        if arch.startswith('mci'):  # MobileCLIP-S0/S1/S2 image towers
+            assert backbone.init_cfg.checkpoint.endswith(f'mobileclip_s{arch[-1]}.pt')
+        else:
+            assert arch in backbone.init_cfg.checkpoint.replace('_', '-').replace('fastvit-', '')
 
 
 def test_mini_config_matches_the_generated_data():
@@ -317,3 +320,48 @@ def test_demo_draws_detections(mini_coco_and_checkpoint, tmp_path):
     vis, img = cv2.imread(out), cv2.imread(image)
     assert vis is not None and vis.shape == img.shape
     assert np.abs(vis.astype(int) - img).max() > 50  # boxes / masks were drawn
+
+
+def _coco_predictions(ann_file, shift=0.0):
+    """Every ground-truth object of ``ann_file`` as a detection (score 1), its box moved right
+    by ``shift`` x its width; masks are the ground-truth masks (unshifted)."""
+    from pycocotools.coco import COCO
+    coco = COCO(ann_file)
+    cat_ids = sorted(coco.getCatIds())
+    samples = []
+    for img_id in coco.getImgIds():
+        info = coco.loadImgs(img_id)[0]
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
+        boxes = torch.tensor([[a['bbox'][0] + shift * a['bbox'][2], a['bbox'][1],
+                               a['bbox'][0] + (1 + shift) * a['bbox'][2],
+                               a['bbox'][1] + a['bbox'][3]] for a in anns], dtype=torch.float32)
+        masks = torch.from_numpy(np.stack([coco.annToMask(a) for a in anns]).astype(bool))
+        samples.append(dict(img_id=img_id, ori_shape=(info['height'], info['width']),
+                            pred_instances=dict(
+                                bboxes=boxes, scores=torch.ones(len(anns)), masks=masks,
+                                labels=torch.tensor([cat_ids.index(a['category_id'])
+                                                     for a in anns]))))
+    return samples
+
+
+@pytest.mark.parametrize('shift,expected', [
+    (0.0, dict(bbox_mAP=1.0, bbox_mAP_50=1.0, bbox_mAP_75=1.0)),
+    # a box moved by 1/5 of its width: IoU = 0.8 / 1.2 = 0.667, a hit at 0.50..0.65 only
+    (0.2, dict(bbox_mAP=0.4, bbox_mAP_50=1.0, bbox_mAP_75=0.0)),
+])
+def test_coco_metric_on_hand_made_detections(tmp_path, shift, expected):
+    """mmdet's CocoMetric, as the det configs use it, on the generated val annotations with
+    the ground truth as predictions: AP is known (COCO mAP averages IoU 0.50:0.05:0.95, so a
+    detection with IoU 0.667 hits at 4 of the 10 thresholds)."""
+    from mmdet.evaluation import CocoMetric
+    data_root = str(tmp_path / 'mini_coco')
+    make_mini_coco(data_root, num_train=1, num_val=2, image_size=(96, 128), quiet=True)
+    ann = osp.join(data_root, 'annotations', 'instances_val2017.json')
+    metric = CocoMetric(ann_file=ann, metric=['bbox', 'segm'])
+    metric.dataset_meta = dict(classes=COCO_METAINFO['classes'])
+    samples = _coco_predictions(ann, shift)
+    metric.process({}, samples)
+    results = metric.evaluate(len(samples))
+    for key, value in expected.items():
+        assert results[f'coco/{key}'] == pytest.approx(value, abs=1e-3), (key, results)
+    assert results['coco/segm_mAP'] == pytest.approx(1.0, abs=1e-3)  # masks are the truth

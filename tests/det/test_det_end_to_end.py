@@ -15,8 +15,7 @@ import sys
 
 import pytest
 
-pytest.importorskip('mmdet')
-from hybridvit.datasets.generators import make_mini_coco  # noqa: E402
+from hybridvit.datasets.generators import make_mini_coco
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/det/mask-rcnn_fastvit-t8_fpn_1xb4-8e_mini-coco-320.py'

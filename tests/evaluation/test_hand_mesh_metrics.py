@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.linalg import orthogonal_procrustes
 
-from hybridvit.evaluation.functional import align_w_scale, fscore, hand_mesh_metrics, pck_auc
+from hybridvit.evaluation.functional import (align_w_scale, fscore, hand_mesh_metrics, pck_auc,
+                                             server_scores)
 from hybridvit.evaluation.metrics import HandMeshMetric
 from hybridvit.registry import METRICS
 
@@ -67,12 +68,16 @@ def _ref_auc(errors_per_kp):
 def test_identical_prediction_is_perfect(hands):
     _, joints, verts = hands
     m = hand_mesh_metrics(joints, joints, verts, verts)
-    assert set(m) == {'pa_mpjpe', 'pa_mpvpe', 'f_5mm', 'f_15mm', 'mpjpe', 'auc'}
-    assert m['pa_mpjpe'] < 1e-4 and m['pa_mpvpe'] < 1e-4 and m['mpjpe'] < 1e-9
-    assert m['f_5mm'] == 1.0 and m['f_15mm'] == 1.0
+    assert set(m) == {'mpjpe', 'mpvpe', 'auc_j', 'auc_v', 'f_5mm', 'f_15mm', 'pa_mpjpe',
+                      'pa_mpvpe', 'pa_auc_j', 'pa_auc_v', 'pa_f_5mm', 'pa_f_15mm', 'rr_mpjpe'}
+    assert m['pa_mpjpe'] < 1e-4 and m['pa_mpvpe'] < 1e-4
+    assert m['mpjpe'] == m['mpvpe'] == m['rr_mpjpe'] == 0.0
+    assert m['f_5mm'] == m['f_15mm'] == m['pa_f_5mm'] == m['pa_f_15mm'] == 1.0
+    assert m['auc_j'] == pytest.approx(1.0) and m['auc_v'] == pytest.approx(1.0)
     # the official 1e-8 on the norms leaves ~1e-9 m after alignment, so PCK(0 mm) = 0:
     # the AUC loses exactly the first trapezoid, half of one of the 99 steps
-    assert m['auc'] == pytest.approx(1.0 - 0.5 / 99)
+    assert m['pa_auc_j'] == pytest.approx(1.0 - 0.5 / 99)
+    assert m['pa_auc_v'] == pytest.approx(1.0 - 0.5 / 99)
 
 
 def test_similarity_transform_gives_zero_pa_error(hands):
@@ -84,8 +89,9 @@ def test_similarity_transform_gives_zero_pa_error(hands):
         pv[i] = verts[i] @ rot.T * s + t
     m = hand_mesh_metrics(torch.from_numpy(pj), torch.from_numpy(joints), pv, verts)
     assert m['pa_mpjpe'] < 1e-4 and m['pa_mpvpe'] < 1e-4
-    assert m['f_5mm'] == 1.0 and m['auc'] == pytest.approx(1.0 - 0.5 / 99)
-    assert m['mpjpe'] > 1.0  # the root-aligned error is not invariant to rotation / scale
+    assert m['pa_f_5mm'] == 1.0 and m['pa_auc_j'] == pytest.approx(1.0 - 0.5 / 99)
+    # the unaligned and root-relative errors are not invariant to rotation / scale / shift
+    assert m['rr_mpjpe'] > 1.0 and m['mpjpe'] > 100 and m['f_15mm'] < 0.5
 
 
 def test_noisy_prediction_matches_loop_reference(hands):
@@ -94,23 +100,29 @@ def test_noisy_prediction_matches_loop_reference(hands):
     pv = verts + rng.normal(scale=0.006, size=verts.shape)
     m = hand_mesh_metrics(pj, joints, pv, verts)
 
-    pa_j, pa_v, f5, f15, root = [], [], [], [], []
+    pa_j, pa_v, f5, f15, raw_f5, root = [], [], [], [], [], []
     for i in range(len(joints)):
         aj = _ref_align(joints[i], pj[i])
         av = _ref_align(verts[i], pv[i])
         pa_j.append(np.linalg.norm(aj - joints[i], axis=1))
-        pa_v.append(np.linalg.norm(av - verts[i], axis=1).mean())
+        pa_v.append(np.linalg.norm(av - verts[i], axis=1))
         f5.append(_ref_fscore(verts[i], av, 0.005))
         f15.append(_ref_fscore(verts[i], av, 0.015))
+        raw_f5.append(_ref_fscore(verts[i], pv[i], 0.005))
         root.append(np.linalg.norm((pj[i] - pj[i, 0]) - (joints[i] - joints[i, 0]), axis=1))
-    pa_j = np.stack(pa_j)
+    pa_j, pa_v = np.stack(pa_j), np.stack(pa_v)
     assert m['pa_mpjpe'] == pytest.approx(pa_j.mean() * 1000, rel=1e-9)
-    assert m['pa_mpvpe'] == pytest.approx(np.mean(pa_v) * 1000, rel=1e-9)
-    assert m['f_5mm'] == pytest.approx(np.mean(f5))
-    assert m['f_15mm'] == pytest.approx(np.mean(f15))
-    assert m['mpjpe'] == pytest.approx(np.mean(root) * 1000, rel=1e-9)
-    assert m['auc'] == pytest.approx(_ref_auc(pa_j), rel=1e-9)
-    assert 0 < m['f_5mm'] < m['f_15mm'] <= 1
+    assert m['pa_mpvpe'] == pytest.approx(pa_v.mean() * 1000, rel=1e-9)
+    assert m['pa_f_5mm'] == pytest.approx(np.mean(f5))
+    assert m['pa_f_15mm'] == pytest.approx(np.mean(f15))
+    assert m['f_5mm'] == pytest.approx(np.mean(raw_f5))
+    assert m['rr_mpjpe'] == pytest.approx(np.mean(root) * 1000, rel=1e-9)
+    assert m['mpjpe'] == pytest.approx(np.linalg.norm(pj - joints, axis=-1).mean() * 1000)
+    assert m['mpvpe'] == pytest.approx(np.linalg.norm(pv - verts, axis=-1).mean() * 1000)
+    assert m['pa_auc_j'] == pytest.approx(_ref_auc(pa_j), rel=1e-9)
+    assert m['pa_auc_v'] == pytest.approx(_ref_auc(pa_v), rel=1e-9)
+    assert m['auc_j'] == pytest.approx(_ref_auc(np.linalg.norm(pj - joints, axis=-1)))
+    assert 0 < m['pa_f_5mm'] < m['pa_f_15mm'] <= 1
 
 
 def test_fscore_precision_recall_direction():
@@ -126,7 +138,7 @@ def test_all_zero_prediction_is_finite(hands):
     _, joints, verts = hands
     m = hand_mesh_metrics(np.zeros_like(joints), joints, np.zeros_like(verts), verts)
     assert all(np.isfinite(v) for v in m.values())
-    assert m['pa_mpjpe'] > 10 and m['f_5mm'] < 0.2
+    assert m['pa_mpjpe'] > 10 and m['pa_f_5mm'] < 0.2
 
 
 def test_shape_validation(hands):
@@ -158,24 +170,60 @@ def test_metric_accumulates_and_writes_pred_json(hands, tmp_path):
     rng = np.random.default_rng(3)
     pj = joints + rng.normal(scale=0.004, size=joints.shape)
     pv = verts + rng.normal(scale=0.004, size=verts.shape)
-    metric = METRICS.build(dict(type='HandMeshMetric', outfile_prefix=str(tmp_path) + '/'))
+    out_dir = tmp_path / 'sub' / 'dir'  # created
+    metric = METRICS.build(dict(type='HandMeshMetric', out_dir=str(out_dir)))
     assert isinstance(metric, HandMeshMetric)
     metric.dataset_meta = {}
     order = [2, 0, 3, 1]  # batches arrive in any order; sample_idx restores it
     for i in order:
-        metric.process({}, [dict(sample_idx=i, pred_joints=torch.from_numpy(pj[i]),
-                                 pred_verts=torch.from_numpy(pv[i]), gt_joints=joints[i],
-                                 gt_verts=verts[i])])
+        # what the head / PackHandMeshInputs give: root-relative + camera-frame + gt root
+        root, proot = joints[i, :1], pj[i, :1]
+        metric.process({}, [dict(sample_idx=i, pred_joints=torch.from_numpy(pj[i] - proot),
+                                 pred_verts=torch.from_numpy(pv[i] - proot),
+                                 pred_joints_cam=pj[i], pred_verts_cam=pv[i],
+                                 gt_joints=joints[i] - root, gt_verts=verts[i] - root,
+                                 gt_root=root[0])])
     out = metric.evaluate(len(order))
     expected = hand_mesh_metrics(pj, joints, pv, verts)
+    assert set(out) == {f'freihand/{k}' for k in expected}
     for k, v in expected.items():
-        assert out[f'freihand/{k}'] == pytest.approx(v, rel=1e-6)
-    with open(tmp_path / 'pred.json') as f:
+        assert out[f'freihand/{k}'] == pytest.approx(v, rel=1e-5)
+    with open(out_dir / 'pred.json') as f:
         xyz_list, verts_list = json.load(f)
     assert len(xyz_list) == len(verts_list) == 4
-    np.testing.assert_allclose(np.array(xyz_list), pj, atol=1e-6)
+    np.testing.assert_allclose(np.array(xyz_list), pj, atol=1e-6)  # camera frame
     assert np.array(verts_list).shape == (4, 60, 3)
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+    scores = dict(line.split(': ') for line in (out_dir / 'scores.txt').read_text().split('\n')
+                  if line)
+    assert float(scores['xyz_mean3d']) == pytest.approx(expected['mpjpe'] / 10, abs=1e-5)
+    assert float(scores['xyz_al_mean3d']) == pytest.approx(expected['pa_mpjpe'] / 10, abs=1e-5)
+    assert float(scores['f_al_score_15']) == pytest.approx(expected['pa_f_15mm'], abs=1e-5)
+    assert float(scores['mesh_mean3d']) == pytest.approx(expected['mpvpe'] / 10, abs=1e-5)
+    assert not [p for p in out_dir.iterdir() if p.name.endswith('.tmp')]
+
+
+def test_metric_without_camera_frame_leaves_unaligned_numbers_out(hands):
+    _, joints, verts = hands
+    metric = HandMeshMetric()
+    for i in range(len(joints)):
+        metric.process({}, [dict(sample_idx=i, pred_joints=joints[i] - joints[i, :1],
+                                 pred_verts=verts[i] - joints[i, :1],
+                                 gt_joints=joints[i] - joints[i, :1],
+                                 gt_verts=verts[i] - joints[i, :1])])
+    out = metric.compute_metrics(metric.results)
+    assert 'mpjpe' not in out and 'f_5mm' not in out
+    assert out['pa_mpjpe'] < 1e-4 and out['rr_mpjpe'] == 0.0
+
+
+def test_server_scores_format():
+    metrics = dict(mpjpe=12.5, auc_j=0.25, pa_mpjpe=7.0, pa_auc_j=0.8, mpvpe=float('nan'),
+                   auc_v=float('nan'), pa_mpvpe=float('nan'), pa_auc_v=float('nan'), f_5mm=0.1,
+                   pa_f_5mm=0.5, f_15mm=0.3, pa_f_15mm=0.9)
+    assert server_scores(metrics).splitlines() == [
+        'xyz_mean3d: 1.250000', 'xyz_auc3d: 0.250000', 'xyz_al_mean3d: 0.700000',
+        'xyz_al_auc3d: 0.800000', 'mesh_mean3d: -1.000000', 'mesh_auc3d: -1.000000',
+        'mesh_al_mean3d: -1.000000', 'mesh_al_auc3d: -1.000000', 'f_score_5: 0.100000',
+        'f_al_score_5: 0.500000', 'f_score_15: 0.300000', 'f_al_score_15: 0.900000']
 
 
 def test_metric_without_gt_needs_outfile():

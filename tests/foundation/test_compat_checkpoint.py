@@ -1,5 +1,6 @@
 """mmengine checkpoints save and resume on torch >= 2.6, with ``weights_only=True`` kept."""
 import argparse
+import os
 import os.path as osp
 
 import pytest
@@ -70,15 +71,35 @@ def test_runner_checkpoint_resumes(tmp_path):
     assert (tmp_path / 'epoch_3.pth').exists()
 
 
+class _RunsCode:
+    """Unpickles to ``os.getcwd()``: any callable a file names would run the same way."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
 def test_arbitrary_pickled_object_is_refused_unless_trusted(tmp_path):
     path = str(tmp_path / 'evil.pth')
-    torch.save({'state_dict': {'w': torch.ones(1)}, 'args': argparse.Namespace(lr=1)}, path)
-    with pytest.raises(compat.UnsafeCheckpointError, match='evil.pth.*Namespace'):
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'args': argparse.Namespace(lr=1),
+                'payload': _RunsCode()}, path)
+    with pytest.raises(compat.UnsafeCheckpointError, match=r'evil.pth.*(posix|os)\.getcwd'):
         CheckpointLoader.load_checkpoint(path)
     compat.trust_checkpoint(path)
     with pytest.warns(UserWarning, match='weights_only=False'):
         ckpt = CheckpointLoader.load_checkpoint(path)
     assert ckpt['args'].lr == 1
+    assert ckpt['payload'] == os.getcwd()
+
+
+def test_argparse_namespace_loads_without_trust(tmp_path):
+    """timm's CheckpointSaver stores its ``args`` as an ``argparse.Namespace`` (data only)."""
+    path = str(tmp_path / 'timm_train.pth.tar')
+    args = argparse.Namespace(model='fastvit_t8', lr=1e-3, sched='cosine', epochs=300,
+                              input_size=None, mean=(0.485, 0.456, 0.406), model_ema=True)
+    torch.save({'epoch': 3, 'state_dict': {'w': torch.ones(1)}, 'args': args}, path)
+    ckpt = CheckpointLoader.load_checkpoint(path)
+    assert isinstance(ckpt['args'], argparse.Namespace)
+    assert vars(ckpt['args']) == vars(args)
 
 
 def test_safetensors_and_missing_file(tmp_path):

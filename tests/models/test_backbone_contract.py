@@ -17,6 +17,9 @@ from hybridvit.utils.errors import UserError
 FAMILIES = [
     ('hybridvit.FastViT', 't8', 4, (64, 80)),
     ('hybridvit.MobileViT', 'xxs', 5, (64, 80)),
+    ('hybridvit.MobileViTv2', '0.5', 5, (64, 80)),
+    ('hybridvit.MobileViTv3', 'xxs', 5, (64, 80)),
+    ('hybridvit.MobileViTv3', '0.5', 5, (64, 80)),
 ]
 
 

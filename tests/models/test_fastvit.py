@@ -7,17 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
+from timm.models.fastvit import checkpoint_filter_fn
 from torch import nn
 
-timm = pytest.importorskip('timm')
-from timm.models.fastvit import checkpoint_filter_fn  # noqa: E402
-
-from hybridvit.models.backbones import FastViT  # noqa: E402
-from hybridvit.models.utils import CheckpointMismatchError, reparameterize_model  # noqa: E402
-from hybridvit.models.utils.fastvit_converters import (  # noqa: E402
+from hybridvit.models.backbones import FastViT
+from hybridvit.models.utils import CheckpointMismatchError, reparameterize_model
+from hybridvit.models.utils.fastvit_converters import (
     convert_fastvit_state_dict, detect_fastvit_format, official_to_timm, timm_to_official)
-from hybridvit.registry import MODELS  # noqa: E402
+from hybridvit.registry import MODELS
 
 ARCHS = ['t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36']
 REPO = Path(__file__).resolve().parents[2]
@@ -163,7 +162,7 @@ def test_unfused_checkpoint_into_deploy_model(tmp_path):
 
 
 def test_safetensors_and_prefix(tmp_path):
-    safetensors = pytest.importorskip('safetensors.torch')
+    import safetensors.torch as safetensors
     sd = timm_state_dict('t8')
     path = tmp_path / 'w.safetensors'
     safetensors.save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
@@ -288,9 +287,23 @@ def test_pooling_token_mixer_and_switch_to_deploy():
 
 
 def test_registry_build_and_init_without_pretrained():
+    torch.manual_seed(0)
     model = MODELS.build(dict(type='FastViT', arch='T8', out_indices=(2, 3)))
     assert isinstance(model, FastViT) and model.out_channels == [192, 384]
-    model.init_weights()  # no init_cfg: BaseModule default, no error
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not model.is_init
+    model.init_weights()  # no init_cfg: nothing to load, mmengine re-draws nothing
+    assert model.is_init
+    after = model.state_dict()
+    assert list(after) == list(before)
+    changed = [k for k in before if not torch.equal(after[k], before[k])]
+    assert changed == []
+    # the weights are the constructor's: ConvFFN 1x1 convs ~ trunc_normal(std=0.02), zero bias
+    fc = [m for name, m in model.named_modules() if name.endswith(('.fc1', '.fc2'))]
+    assert len(fc) == 2 * (2 + 2 + 4 + 2)  # T8: 10 blocks, one ConvFFN each
+    weights = torch.cat([m.weight.flatten() for m in fc])
+    assert abs(weights.std().item() - 0.02) < 0.001 and abs(weights.mean().item()) < 0.001
+    assert all(torch.count_nonzero(m.bias) == 0 for m in fc)
 
 
 def test_converter_cli(tmp_path):

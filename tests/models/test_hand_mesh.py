@@ -73,8 +73,31 @@ def test_head_shapes_and_losses_multiscale():
     assert torch.allclose(out['joints'][:, 0], torch.zeros(2, 3))  # root-relative
     losses = head.loss(feats, _samples(2, num_verts=5))
     assert set(losses) == {'loss_joints', 'loss_verts', 'loss_2d', 'loss_edge', 'loss_normal'}
-    assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
+
+    # a hand-computed case: ground truth = the prediction moved by known amounts
+    head.eval()
+    with torch.no_grad():
+        out = head(feats)
+    size = 64
+    gt = [BaseDataElement(metainfo=dict(img_shape=(size, size)),
+                          gt_joints=out['joints'][i] + 0.01,  # |error| 0.01 everywhere
+                          gt_verts=out['verts'][i] * 2,  # the same mesh, twice as large
+                          gt_keypoints_2d=(out['keypoints_2d_norm'][i] + 0.2 + 1) / 2 * size)
+          for i in range(2)]
+    with torch.no_grad():
+        losses = head.loss(feats, gt)
+    e0, e1 = head.edges[:, 0], head.edges[:, 1]
+    assert len(head.edges) == 7  # the 3 faces share 2 of their 9 edges
+    edge_len = (out['verts'][:, e0] - out['verts'][:, e1]).norm(dim=-1)  # (B, 7)
+    expected = dict(
+        loss_joints=0.01,  # weight 1 x mean |0.01|
+        loss_verts=float(out['verts'].abs().mean()),  # |v - 2 v| = |v|
+        loss_2d=0.1 * 0.2,  # weight 0.1 x the 0.2 shift in [-1, 1] coordinates
+        loss_edge=float(edge_len.mean()),  # |l - 2 l| = l
+        loss_normal=0.0)  # a scaled mesh has the same normals: edges stay perpendicular
+    for key, value in expected.items():
+        assert float(losses[key]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
     preds = head.predict(feats, _samples(2, num_verts=5))
     assert preds[0].pred_keypoints_2d.shape == (21, 2) and preds[0].pred_verts.shape == (5, 3)
     with pytest.raises(ValueError, match='same length'):
@@ -289,7 +312,7 @@ def _mini_dataset(root, size):
 
 
 def _fastvit_t8():
-    pytest.importorskip('hybridvit.models.backbones.fastvit')
+    import hybridvit.models.backbones.fastvit  # noqa: F401  (registers FastViT)
     return dict(type='hybridvit.FastViT', arch='t8', out_indices=(2, 3))
 
 
@@ -323,8 +346,13 @@ def test_estimator_trains_and_predicts(mini_root):
     metric = METRICS.build(dict(type='HandMeshMetric'))
     metric.process({}, [p.to_dict() for p in preds])
     values = metric.evaluate(4)
+    # the samples carry K: camera-frame predictions, so the server's unaligned numbers too
     assert set(values) == {f'freihand/{k}' for k in
-                           ('pa_mpjpe', 'pa_mpvpe', 'f_5mm', 'f_15mm', 'mpjpe', 'auc')}
+                           ('mpjpe', 'mpvpe', 'auc_j', 'auc_v', 'f_5mm', 'f_15mm', 'pa_mpjpe',
+                            'pa_mpvpe', 'pa_auc_j', 'pa_auc_v', 'pa_f_5mm', 'pa_f_15mm',
+                            'rr_mpjpe')}
+    assert preds[0].pred_joints_cam.shape == (21, 3)
+    torch.testing.assert_close(preds[0].pred_joints_cam[0], preds[0].pred_root)
     assert all(np.isfinite(v) for v in values.values())
 
 
@@ -373,7 +401,7 @@ def test_configs_parse(name):
 def test_mini_config_builds_model(mini_root):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'hand-mesh_fastvit-t8_mini-freihand-128.py'))
-    pytest.importorskip('hybridvit.models.backbones.fastvit')
+    import hybridvit.models.backbones.fastvit  # noqa: F401  (registers FastViT)
     cfg.model.head.faces = osp.join(mini_root, 'mesh_faces.json')
     model = MODELS.build(cfg.model)
     out = model(torch.zeros(1, 3, 128, 128), mode='tensor')
@@ -384,7 +412,7 @@ def test_runner_trains_and_tests_mini_config(mini_root, tmp_path):
     """The mini config runs through mmengine's Runner: a few iterations, val, test + pred.json."""
     from mmengine.config import Config
     from mmengine.runner import Runner
-    pytest.importorskip('hybridvit.models.backbones.fastvit')
+    import hybridvit.models.backbones.fastvit  # noqa: F401  (registers FastViT)
     import hybridvit.datasets.freihand  # noqa: F401  (until hybridvit.datasets imports it)
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'hand-mesh_fastvit-t8_mini-freihand-128.py'))
     cfg.work_dir = str(tmp_path / 'work')
@@ -403,11 +431,20 @@ def test_runner_trains_and_tests_mini_config(mini_root, tmp_path):
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
     cfg.default_hooks.checkpoint.interval = 3
     cfg.default_hooks.logger.interval = 1
-    cfg.test_evaluator.outfile_prefix = str(tmp_path / 'eval') + '/'
+    cfg.test_evaluator.out_dir = str(tmp_path / 'eval')  # created by the metric
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.test()
-    assert np.isfinite(metrics['freihand/pa_mpjpe'])
     import json
     xyz, verts = json.load(open(tmp_path / 'eval' / 'pred.json'))
     assert len(xyz) == len(verts) == 2 and np.array(verts).shape == (2, 778, 3)
+    # camera-frame submission: the server's metrics in scores.txt (cm) = ours (mm) / 10
+    scores = dict(line.split(': ') for line in
+                  (tmp_path / 'eval' / 'scores.txt').read_text().splitlines())
+    assert float(scores['xyz_al_mean3d']) == pytest.approx(metrics['freihand/pa_mpjpe'] / 10,
+                                                           abs=1e-6)
+    assert float(scores['xyz_mean3d']) == pytest.approx(metrics['freihand/mpjpe'] / 10, abs=1e-6)
+    assert float(scores['f_al_score_15']) == pytest.approx(metrics['freihand/pa_f_15mm'],
+                                                           abs=1e-6)
+    # written joints = root-relative prediction + the recovered root (no ground truth used)
+    assert np.array(xyz).shape == (2, 21, 3) and (np.array(xyz)[..., 2] > 0.05).all()

@@ -4,18 +4,17 @@ import re
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from torch import nn
 
-timm = pytest.importorskip('timm')
-
-from hybridvit.models.backbones.mobilevit import MobileViT  # noqa: E402
-from hybridvit.models.utils.checkpoint import CheckpointMismatchError  # noqa: E402
-from hybridvit.models.utils.reparameterize import reparameterize_model  # noqa: E402
-from hybridvit.models.layers.conv_bn import fuse_bn_state_dict  # noqa: E402
-from hybridvit.models.utils.mobilevit_converters import (  # noqa: E402
+from hybridvit.models.backbones.mobilevit import MobileViT
+from hybridvit.models.utils.checkpoint import CheckpointMismatchError
+from hybridvit.models.utils.reparameterize import reparameterize_model
+from hybridvit.models.layers.conv_bn import fuse_bn_state_dict
+from hybridvit.models.utils.mobilevit_converters import (
     convert_mobilevit_state_dict, detect_mobilevit_format)
-from hybridvit.registry import MODELS  # noqa: E402
+from hybridvit.registry import MODELS
 
 ARCHS = ('xxs', 'xs', 's')
 DEPTHS = (2, 4, 3)

@@ -355,6 +355,85 @@ def test_train_freihand_json_wrong_length(tmp_path):
     assert_user_error(proc, xyz, 'has 3 entries, expected 4')
 
 
+BUGGY_MODEL = """
+custom_imports = dict(imports=['hybridvit.models', 'hybridvit.engine', '_buggy_model'],
+                      allow_failed_imports=False)
+model = dict(backbone=dict(type='hybridvit.BuggyFastViT'))
+"""
+
+
+def test_bug_in_model_forward_shows_traceback(tmp_path, ade_root):
+    """A KeyError raised inside a model's forward is a programming error, not a user mistake:
+    tools/train.py lets it through with its traceback (exit status 1, not the one-line exit 2)."""
+    config = write_seg_config(tmp_path, ade_root, max_iters=1, extra=BUGGY_MODEL)
+    proc = run_tool([TRAIN, config, '--work-dir', str(tmp_path / 'work')])
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert 'Traceback (most recent call last)' in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.rstrip().splitlines()[-1] == "KeyError: 'stage4'", proc.stderr[-3000:]
+    assert '_buggy_model.py' in proc.stderr and 'train.py: error:' not in proc.stderr
+
+
+@pytest.mark.parametrize('option,needles', [
+    # a type= that no registry holds (mmengine: KeyError "... is not in the ... registry")
+    ('model.decode_head.type=FPNHeadd', ("type='FPNHeadd'", 'registry', 'custom_imports')),
+    # a key the class does not accept (Python: TypeError "unexpected keyword argument")
+    ('model.backbone.archh=t8', ("unexpected keyword argument 'archh'", 'FastViT')),
+])
+def test_wrong_config_type_or_key_is_one_line(tmp_path, ade_root, option, needles):
+    config = write_seg_config(tmp_path, ade_root, max_iters=1)
+    proc = run_tool([TRAIN, config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                     option])
+    assert_user_error(proc, 'config: ', *needles)
+
+
+def test_only_user_errors_are_one_line():
+    """run_cli's classification: our error types and recognised upstream mistakes give a line,
+    any other ValueError / KeyError / TypeError (a bug) gives None (the traceback shows)."""
+    from mmengine.registry import Registry
+
+    from hybridvit.models.utils.checkpoint import CheckpointMismatchError
+    from hybridvit.utils.cli import UserError, user_error_message
+
+    assert user_error_message(UserError('data_root: /x does not exist')) == \
+        'data_root: /x does not exist'
+    assert user_error_message(CheckpointMismatchError('a.pth: shape mismatch')) == \
+        'a.pth: shape mismatch'
+    assert user_error_message(FileNotFoundError(2, 'No such file or directory', '/d/a.png')) \
+        == "[Errno 2] No such file or directory: '/d/a.png'"
+    for bug in (ValueError('bad value'), KeyError('stage4'), TypeError('unsupported operand'),
+                IndexError('list index out of range'), AttributeError('x'),
+                RuntimeError('shape mismatch')):
+        assert user_error_message(bug) is None, bug
+
+    registry = Registry('toy', scope='toyscope')
+
+    def helper(width):
+        return width
+
+    @registry.register_module()
+    class Toy:
+        def __init__(self, depth=1):
+            if depth == -1:
+                {}['depth']  # a bug inside __init__: a KeyError that is not about the config
+            if depth == 99:
+                helper(depth=depth)  # a bug inside __init__: the same TypeError text as below
+            self.depth = depth
+
+    def caught(cfg):
+        with pytest.raises(Exception) as info:
+            registry.build(cfg)
+        return user_error_message(info.value)
+
+    assert caught(dict(type='Toyy')) == (
+        "config: type='Toyy' is not in the toyscope::toy registry (misspelt, another "
+        "library's scope, or its module is missing from custom_imports)")
+    message = caught(dict(type='Toy', dept=2))
+    assert message.startswith('config: ') and "unexpected keyword argument 'dept'" in message
+    assert caught(dict(type='Toy', depth=-1)) is None  # KeyError raised inside __init__
+    assert caught(dict(type='Toy', depth=99)) is None  # TypeError raised inside __init__
+    assert isinstance(registry.build(dict(type='Toy', depth=3)), Toy)
+
+
 def test_known_upstream_errors_are_one_line():
     """The mapping run_cli applies, including errors re-raised from DataLoader workers (whose
     message embeds the worker's traceback)."""

@@ -6,13 +6,9 @@ the mean 2D keypoint error (pixels) over ``--num`` samples, which the 3D metrics
         [--out gallery.png]
 """
 import argparse
-import os
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.atomic import atomic_write
+from hybridvit.utils.cli import UserError, run_cli
 
 PANEL = 256  # pixels per panel side
 
@@ -95,11 +91,9 @@ def main():
     print(f'mean 2D keypoint error over {num} samples: {np.mean(errors_2d):.2f} px '
           f'({img.shape[1]}x{img.shape[0]} images)')
     grid = np.concatenate(rows, axis=0)
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    tmp = args.out + '.tmp.png'
-    if not cv2.imwrite(tmp, grid):
-        raise UserError(f'{args.out}: cannot write the picture')
-    os.replace(tmp, args.out)
+    with atomic_write(args.out) as tmp:
+        if not cv2.imwrite(tmp, grid):
+            raise UserError(f'{args.out}: cannot write the picture')
     print(f'saved {args.out} (columns: predicted skeleton, ground truth, aligned mesh top view: '
           'prediction red, ground truth green)')
 

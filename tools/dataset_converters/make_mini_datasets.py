@@ -16,6 +16,7 @@ import sys
 
 from hybridvit.datasets.generators import (make_demo_image, make_mini_ade, make_mini_coco,
                                            make_mini_voc)
+from hybridvit.utils.errors import UserError
 
 # target -> (sub-folder of --out, generator, config hint)
 _TARGETS = {
@@ -60,7 +61,7 @@ def _image_size(values):
         return values[0]
     if len(values) == 2:
         return tuple(values)
-    raise ValueError(f'--image-size takes 1 or 2 integers (S or H W), got {values}')
+    raise UserError(f'--image-size takes 1 or 2 integers (S or H W), got {values}')
 
 
 def run(args) -> None:
@@ -73,7 +74,7 @@ def run(args) -> None:
         print(f'wrote {make_demo_image(path, seed=args.seed, **kwargs)}')
         return
     if args.num_aug is not None and args.target not in ('voc', 'all'):
-        raise ValueError(f'--num-aug only applies to voc, not {args.target!r}')
+        raise UserError(f'--num-aug only applies to voc, not {args.target!r}')
     out = args.out or 'data'
     targets = ['ade', 'voc', 'coco'] if args.target == 'all' else [args.target]
     for target in targets:
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (ValueError, OSError) as exc:  # user errors: one line, exit status 2
+    except (UserError, OSError) as exc:  # user errors: one line, exit status 2
         print(f'error: {exc}', file=sys.stderr)
         return 2
     return 0

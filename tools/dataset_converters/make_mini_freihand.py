@@ -5,12 +5,9 @@ Example:
         --num-train 256 --num-eval 64 --image-size 128
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from hybridvit.datasets.generators.mini_freihand import make_mini_freihand  # noqa: E402
+from hybridvit.datasets.generators.mini_freihand import make_mini_freihand
+from hybridvit.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -35,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main, 'make_mini_freihand.py')

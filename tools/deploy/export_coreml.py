@@ -10,12 +10,9 @@ If coremltools is missing or fails, the tool says what failed in one line (exit 
 """
 import argparse
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.cli import UserError, run_cli
 
 
 def parse_args(argv=None):
@@ -42,7 +39,6 @@ def main(argv=None):
     if not no_ckpt and not osp.isfile(args.checkpoint):
         raise UserError(f'checkpoint not found: {args.checkpoint} (use "none" for random '
                         'weights)')
-    from hybridvit.deploy import exportable_part
     from hybridvit.deploy.coreml_export import CoreMLUnavailable, export_coreml
     from hybridvit.models.utils import reparameterize_model
     if no_ckpt:
@@ -57,17 +53,17 @@ def main(argv=None):
                             'trained weights')
         module = build_torch_module(dict(source='backbone', name=args.config, fused=True))
     else:
-        from hybridvit.apis import init_model, task_of
+        from hybridvit.apis import get_task, init_model
         if not osp.isfile(args.config):
             raise UserError(f'config file not found: {args.config}')
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='no checkpoint given')
             model = init_model(args.config, None if no_ckpt else args.checkpoint)
-        task = task_of(model.cfg)
-        if task == 'det' and args.part == 'model':
-            raise UserError('CoreML export of detectors covers the backbone only: use '
-                            '--part backbone')
-        module, _, _ = exportable_part(reparameterize_model(model), task, args.part)
+        task = get_task(model)
+        if args.part not in task.coreml_parts:
+            raise UserError(f'CoreML export of {task.name} models covers --part '
+                            f'{" / ".join(task.coreml_parts)} only, got --part {args.part}')
+        module = task.exportable_part(reparameterize_model(model), args.part).module
     try:
         names = export_coreml(module, (1, 3, *args.shape), args.out, args.precision)
     except CoreMLUnavailable as err:

@@ -8,21 +8,20 @@ CHECKPOINT may be ``none`` (random weights, for trying the export only). The mod
 compared with PyTorch's on a random input (and on a second size and batch with ``--dynamic``);
 the file is written atomically, and only if the relative error is below ``--tol``.
 
-``--part model`` exports: segmentor -> decode-head logits (1/4 of the input size, before resize
-and argmax); hand mesh -> the head's tensors; Mask R-CNN / two-stage detectors -> backbone + neck
-features only (RPN proposals, NMS and the RoI heads are not exported; run them in PyTorch/mmdet
-or with a dedicated deployment stack such as MMDeploy).
+``--part model`` exports (the task adapter's part, :mod:`hybridvit.apis.tasks`): segmentor ->
+decode-head logits (1/4 of the input size, before resize and argmax); hand mesh -> the head's
+tensors; detectors (Mask R-CNN, Faster R-CNN, SSD/SSDLite) -> the WHOLE detector
+(:mod:`hybridvit.deploy.detector_onnx`: raw pixels in; ``dets``, ``labels`` and pasted ``masks``
+out; standard ONNX ops only), checked with ONNX Runtime against ``predict()`` on
+``demo/demo.jpg`` resized to the export shape (nothing written when the detections miss).
+``--part neck`` keeps the detector's backbone + neck features only.
 """
 import argparse
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
-
-_DEFAULT_SHAPES = {'det': (800, 1216), 'hand': (224, 224), 'seg': (512, 512)}
+from hybridvit.utils.cli import UserError, run_cli
 
 
 def parse_args(argv=None):
@@ -33,12 +32,13 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random weights")
     parser.add_argument('out', help='output .onnx file')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
-                        help='input size (default: the config\'s crop / input size; '
-                        'Mask R-CNN 800x1216)')
+                        help='input size (default: the config\'s crop / input size, else '
+                        'the task\'s: seg 512x512, hand 224x224, Mask R-CNN 800x1216)')
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch, height and width (checked at a second size)')
-    parser.add_argument('--part', choices=['backbone', 'model'], default='model',
-                        help='backbone only, or the whole model as far as it is exportable')
+    parser.add_argument('--part', default='model',
+                        help="'backbone', 'model' (the whole model as far as it is exportable) "
+                        "or another part of the task's adapter (hybridvit.apis.tasks)")
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--tol', type=float, default=1e-4,
                         help='max relative error of ONNX Runtime vs PyTorch')
@@ -48,21 +48,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def default_shape(cfg, task):
-    """The config's crop / input size, else a per-task default."""
-    size = cfg.model.get('data_preprocessor', {}).get('size') if task == 'seg' else None
-    if size is None and task == 'hand' and cfg.get('input_size'):
-        size = (cfg.input_size, cfg.input_size)
-    return tuple(size) if size else _DEFAULT_SHAPES[task]
-
-
-def check_shape(shape, task):
+def check_shape(shape, task=None):
+    """``--shape`` checks: at least 32 (the output stride); the task's multiple (mmdet pads
+    detector inputs to 32)."""
     h, w = shape
     if h < 32 or w < 32:
         raise UserError(f'--shape must be at least 32 32 (the output stride), got {h} {w}')
-    if task == 'det' and (h % 32 or w % 32):
-        raise UserError(f'--shape for a detector must be multiples of 32 (mmdet pads to 32), '
-                        f'got {h} {w}')
+    if task is not None and (h % task.shape_multiple or w % task.shape_multiple):
+        raise UserError(f'--shape for a {task.name} model must be multiples of '
+                        f'{task.shape_multiple}, got {h} {w}')
 
 
 def main(argv=None):
@@ -79,10 +73,10 @@ def main(argv=None):
         check_shape(args.shape, None)
     import torch
 
-    from hybridvit.apis import init_model, task_of
-    from hybridvit.deploy import (export_onnx, exportable_part, fold_output_norms, output_names,
-                                  parameter_count)
+    from hybridvit.apis import get_task, init_model
+    from hybridvit.deploy import export_onnx, fold_output_norms, output_names, parameter_count
     from hybridvit.models.utils import reparameterize_model
+    from hybridvit.utils.outputs import max_relative_error
 
     if no_ckpt:
         print('WARNING: checkpoint "none": exporting RANDOM weights (for testing the export '
@@ -91,31 +85,35 @@ def main(argv=None):
         warnings.filterwarnings('ignore', message='no checkpoint given')
         model = init_model(args.config, None if no_ckpt else args.checkpoint,
                            cfg_options=args.cfg_options)
-    task = task_of(model.cfg)
-    shape = tuple(args.shape) if args.shape else default_shape(model.cfg, task)
+    task = get_task(model)
+    shape = tuple(args.shape) if args.shape else task.export_input_shape(model.cfg)
     check_shape(shape, task)
     fused = reparameterize_model(model)
-    if args.part == 'model':
+    if args.part != 'backbone':
         folded = fold_output_norms(fused)
         if folded:
             print(f'folded the backbone output norms of stages {folded} into the FPN lateral '
                   'convs')
-    module, prefix, note = exportable_part(fused, task, args.part)
-    reference, _, _ = exportable_part(model, task, args.part)
+    if task.name == 'det' and args.part in ('model', 'whole'):
+        # the whole detector (pre-processing .. NMS, mask pasting), checked against predict()
+        from hybridvit.deploy.detector_onnx import export_whole_cli
+        return export_whole_cli(fused, shape, args.out, args.dynamic, args.opset)
+    module, prefix, note = task.exportable_part(fused, args.part)
+    reference = task.exportable_part(model, args.part).module
 
     torch.manual_seed(0)
     example = torch.randn(1, 3, *shape)
     with torch.no_grad():
         ref, new = reference(example), module(example)
-    fuse_err = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
-                   for a, b in zip(ref, new))
-    print(f'fused vs unfused PyTorch ({task} {args.part}): max relative error {fuse_err:.2e}')
+    fuse_err = max_relative_error(ref, new)
+    print(f'fused vs unfused PyTorch ({task.name} {args.part}): max relative error '
+          f'{fuse_err:.2e}')
     print(f'parameters: {parameter_count(reference.module) / 1e6:.3f} M unfused -> '
           f'{parameter_count(module.module) / 1e6:.3f} M fused (whole model)')
     names = output_names(module, example, prefix)
     extra = []
     if args.dynamic:
-        step = 32 if task == 'det' else 16
+        step = max(16, task.shape_multiple)
         extra = [torch.randn(2, 3, shape[0] + 2 * step, shape[1] + step)]
     try:
         checks = export_onnx(module, example, args.out, names=names, dynamic=args.dynamic,

@@ -13,12 +13,9 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.cli import UserError, run_cli
 
 
 def parse_args(argv=None):
@@ -51,13 +48,14 @@ def main(argv=None):
         raise UserError('--num-calib, --runs and --threads must be >= 1')
     import torch
 
-    from hybridvit.apis import init_model, task_of
-    from hybridvit.deploy import (export_onnx, exportable_part, fold_output_norms,
-                                  ort_session)
-    from hybridvit.deploy.benchmark import interleaved_latency, median_ms, ort_callable
+    from hybridvit.apis import get_task, init_model
+    from hybridvit.apis.tasks import SegTask
+    from hybridvit.deploy import export_onnx, fold_output_norms, ort_session
+    from hybridvit.deploy.benchmark import ORT, interleaved_latency, median_ms, ort_callable
     from hybridvit.deploy.quantization import (CalibrationReader, quantize_int8, seg_dataset,
                                                seg_miou)
     from hybridvit.models.utils import reparameterize_model
+    from hybridvit.utils.atomic import atomic_open, atomic_write
 
     torch.set_num_threads(args.threads)
     if no_ckpt:
@@ -65,7 +63,8 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='no checkpoint given')
         model = init_model(args.config, None if no_ckpt else args.checkpoint)
-    if task_of(model.cfg) != 'seg':
+    task = get_task(model)
+    if not isinstance(task, SegTask):
         raise UserError(f'{args.config} is not a segmentation config (quantisation is '
                         'evaluated with mIoU)')
     data_root = model.cfg.val_dataloader.dataset.get('data_root', '')
@@ -78,7 +77,7 @@ def main(argv=None):
                         'graph needs one (set model.data_preprocessor.size)')
     fused = reparameterize_model(model)
     fold_output_norms(fused)
-    module, _, _ = exportable_part(fused, 'seg', 'model')
+    module = task.exportable_part(fused, 'model').module
 
     os.makedirs(args.out_dir, exist_ok=True)
     fp32 = osp.join(args.out_dir, 'model_fp32.onnx')
@@ -91,13 +90,8 @@ def main(argv=None):
     calib = seg_dataset(model.cfg, 'train', args.num_calib)
     reader = CalibrationReader(model, calib)
     print(f'calibrating on {len(reader)} training images ({args.method})')
-    tmp = int8 + '.tmp.onnx'
-    try:
+    with atomic_write(int8) as tmp:
         quantize_int8(fp32, tmp, reader, args.method, per_channel=not args.per_tensor)
-        os.replace(tmp, int8)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
     val = seg_dataset(model.cfg, 'val', args.max_val)
     results = {'pytorch_fp32': seg_miou(model, val),
@@ -105,7 +99,8 @@ def main(argv=None):
                'onnx_int8': seg_miou(fused, val, ort_session(int8, args.threads))}
     calls = {'onnx_fp32': ort_callable(fp32, args.threads),
              'onnx_int8': ort_callable(int8, args.threads)}
-    times = interleaved_latency(calls, example, args.runs, warmup=3)
+    times = interleaved_latency(calls, example, args.runs, warmup=3,
+                                engines={k: ORT for k in calls})
     latency = {k: median_ms(v) for k, v in times.items()}
     sizes = {k: osp.getsize(p) / 2 ** 20 for k, p in (('onnx_fp32', fp32), ('onnx_int8', int8))}
     report = dict(config=args.config, checkpoint=args.checkpoint, input=list(size),
@@ -113,13 +108,11 @@ def main(argv=None):
                   per_channel=not args.per_tensor, threads=args.threads, metrics=results,
                   latency_ms=latency, size_mb=sizes,
                   int8_over_fp32_latency=latency['onnx_int8'] / latency['onnx_fp32'])
-    with open(osp.join(args.out_dir, 'quantization.json.tmp'), 'w') as f:
+    with atomic_open(osp.join(args.out_dir, 'quantization.json'), 'w') as f:
         json.dump(report, f, indent=2)
-    os.replace(osp.join(args.out_dir, 'quantization.json.tmp'),
-               osp.join(args.out_dir, 'quantization.json'))
 
     print(f'\n{len(val)} val images, input {size[0]}x{size[1]}, {args.threads} threads, '
-          f'median of {args.runs} runs (measured alternately)\n')
+          f'median of {args.runs} runs (each session timed in its own block, blocks in turns)\n')
     print('| model | mIoU | aAcc | latency (ms) | size (MB) |')
     print('|---|---|---|---|---|')
     for key, label in (('pytorch_fp32', 'PyTorch fp32 (unfused)'),

@@ -9,11 +9,8 @@ BEFORE anything is written; the result is then loaded strictly into the config's
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.cli import UserError, run_cli
 
 
 def parse_args():
@@ -32,24 +29,24 @@ def main():
     args = parse_args()
     import torch
 
-    from hybridvit.apis import init_model, task_of
-    from hybridvit.apis.model_io import comparable_outputs, max_relative_error
+    from hybridvit.apis import get_task, init_model
     from hybridvit.models.utils import reparameterize_model
     from hybridvit.models.utils.checkpoint import (load_state_dict_strictly,
                                                    save_checkpoint_atomically)
+    from hybridvit.utils.outputs import max_relative_error
 
     if osp.abspath(args.out) == osp.abspath(args.checkpoint):
         raise UserError(f'refusing to overwrite the input checkpoint {args.checkpoint}')
     if not osp.isfile(args.checkpoint):
         raise UserError(f'checkpoint not found: {args.checkpoint}')
     model = init_model(args.config, args.checkpoint)
-    task = task_of(model.cfg)
+    task = get_task(model)
     fused = reparameterize_model(model)
 
     torch.manual_seed(0)
     x = torch.randn(1, 3, *args.shape)
-    ref = comparable_outputs(model, x, task)
-    new = comparable_outputs(fused, x, task)
+    ref = task.comparable_outputs(model, x)
+    new = task.comparable_outputs(fused, x)
     err = max_relative_error(ref, new)
     print(f'fused vs original on a random {args.shape[0]}x{args.shape[1]} input: '
           f'max relative error {err:.2e} over {len(ref)} output tensors')

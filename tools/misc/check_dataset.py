@@ -16,11 +16,10 @@ import os.path as osp
 import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 # mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.cli import UserError, is_own_bug, run_cli  # noqa: E402
 
 IGNORE_INDEX = 255
 
@@ -159,6 +158,8 @@ def main():
                 dataset = DATASETS.build(ds_cfg)
                 dataset.full_init()
             except (ValueError, KeyError, TypeError, AssertionError, OSError) as err:
+                if is_own_bug(err):
+                    raise
                 ann = ds_cfg.get('ann_file') or ds_cfg.get('data_root')
                 report(ann, f'cannot load the dataset ({type(err).__name__}: {err})')
                 total_bad += 1

@@ -11,7 +11,8 @@ layout, unfused or fused; the layout is detected from the keys). DST: ``.pth`` (
 into ``FastViT(arch)`` (``deploy=True`` for fused checkpoints); ``--fuse`` (needs
 ``--arch``) writes reparameterised weights for ``FastViT(arch, deploy=True)``. The output
 is written to a temporary file and renamed, so an interrupted run never leaves a truncated
-DST. Errors are one line on stderr, exit status 2.
+DST. A wrong input (missing file, unknown layout, checkpoint that does not fit ``--arch``) is
+one line on stderr, exit status 2.
 """
 import argparse
 import os
@@ -39,9 +40,10 @@ def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
     from hybridvit.models.utils.fastvit_converters import (convert_fastvit_state_dict,
                                                            detect_fastvit_format,
                                                            is_reparameterized_state_dict)
+    from hybridvit.utils.errors import UserError
 
     if fuse and arch is None:
-        raise ValueError('--fuse needs --arch (the model is built to fuse the weights)')
+        raise UserError('--fuse needs --arch (the model is built to fuse the weights)')
     if not os.path.isfile(src):
         raise FileNotFoundError(f'no such checkpoint: {src}')
     state_dict = read_state_dict(src)
@@ -69,10 +71,13 @@ def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from hybridvit.utils.cli import user_error_message
     try:
         print(convert(args.src, args.dst, arch=args.arch, fuse=args.fuse))
-    except Exception as err:  # noqa: BLE001 - every failure is reported as one line
-        message = ' '.join(str(err).split()) or type(err).__name__
+    except Exception as err:  # noqa: BLE001 - a user mistake is one line, a bug a traceback
+        message = user_error_message(err)
+        if message is None:
+            raise
         print(f'error: {type(err).__name__}: {message}', file=sys.stderr)
         return 2
     return 0

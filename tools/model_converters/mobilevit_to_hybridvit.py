@@ -9,7 +9,8 @@ the layout is detected from the keys). DST: ``.pth`` (saved as ``{'state_dict': 
 ``.safetensors``. Classifier keys are dropped and listed. ``--arch`` checks that the result
 loads strictly into ``MobileViT(arch)``; ``--fuse`` folds BN into the convs (for
 ``MobileViT(deploy=True)``). The output is written to a temporary file and renamed, so an
-interrupted run never leaves a truncated DST. Errors are one line on stderr, exit status 2.
+interrupted run never leaves a truncated DST. A wrong input (missing file, unknown layout,
+checkpoint that does not fit ``--arch``) is one line on stderr, exit status 2.
 """
 import argparse
 import os
@@ -56,10 +57,13 @@ def convert(src: str, dst: str, arch=None, fuse: bool = False) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from hybridvit.utils.cli import user_error_message
     try:
         print(convert(args.src, args.dst, arch=args.arch, fuse=args.fuse))
-    except Exception as err:  # noqa: BLE001 - every failure is reported as one line
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - a user mistake is one line, a bug a traceback
+        message = user_error_message(err)
+        if message is None:
+            raise
         print(f'error: {message}', file=sys.stderr)
         return 2
     return 0

@@ -1,10 +1,13 @@
 """Procedural mini-FreiHAND: a small synthetic data set in the real FreiHAND layout.
 
 FreiHAND (Zimmermann et al., ICCV 2019, https://arxiv.org/abs/1909.04349) cannot be downloaded
-here, so tests and the quick recipe use this generator. It writes exactly the files
-:class:`hybridvit.datasets.FreiHANDDataset` reads (``training/rgb/%08d.jpg``, ``training_K.json``,
+here, so tests and the quick recipe use this generator. It writes the official layout that
+:class:`hybridvit.datasets.FreiHANDDataset` and the official toolbox
+(https://github.com/lmb-freiburg/freihand, ``utils/fh_utils.py``) read: ``training/rgb/%08d.jpg``
+with the official image ids ``idx + 32560 * version`` (so a mini set has gaps in its numbering),
+``training/mask/%08d.jpg`` (hand silhouette, one per sample), ``training_K.json``,
 ``training_xyz.json``, ``training_verts.json``, ``training_mano.json``, ``training_scale.json``,
-the same for ``evaluation``), plus ``mesh_faces.json`` for the procedural mesh.
+the same for ``evaluation`` (no masks), plus ``mesh_faces.json`` for the procedural mesh.
 
 The hand is an articulated kinematic chain with 21 joints in FreiHAND order (wrist, then thumb,
 index, middle, ring, pinky, each root to tip) with random plausible flexion / abduction and a
@@ -14,8 +17,10 @@ projected hand drawn as shaded capsules and a palm polygon over crops of the pho
 in the scikit-image wheel. Appearance versions share the geometry and differ in skin tone,
 lighting and background (like FreiHAND's four versions).
 
-NOTE: ``*_mano.json`` holds placeholders (zero pose / shape, the projected root ``uv`` and the
-reference-bone scale): the procedural hand has no MANO parameters.
+NOTE: ``*_mano.json`` has zero pose / shape (the procedural hand has no MANO parameters), but its
+last three entries are what the official ``split_theta`` / ``recover_root`` read: the root joint's
+pixel position ``uv_root`` and the orthographic scale ``focal / z_root`` (pixels per metre), so
+``recover_root`` gives back the root joint exactly.
 """
 import json
 import os
@@ -24,6 +29,10 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+
+from hybridvit.datasets.freihand import FREIHAND_NUM_TRAIN
+from hybridvit.utils.atomic import atomic_open
+from hybridvit.utils.errors import UserError
 
 #: FreiHAND counts.
 NUM_JOINTS = 21
@@ -199,9 +208,15 @@ def _background(rng: np.random.Generator, images: List[np.ndarray], size: int) -
 
 
 def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.ndarray,
-            K: np.ndarray, backgrounds: List[np.ndarray], size: int, version: int) -> np.ndarray:
-    """Draw the posed hand (camera frame) over a background crop; returns BGR uint8."""
+            K: np.ndarray, backgrounds: List[np.ndarray], size: int, version: int
+            ) -> Tuple[np.ndarray, np.ndarray]:
+    """Draw the posed hand (camera frame) over a background crop.
+
+    Returns:
+        tuple: BGR uint8 image (size, size, 3) and the hand mask (size, size) uint8 (255 = hand).
+    """
     img = _background(rng, backgrounds, size)
+    mask = np.zeros((size, size), np.uint8)
     skin = _SKIN_TONES[version % len(_SKIN_TONES)] * rng.uniform(0.85, 1.15, size=3)
     light = rng.uniform(0.8, 1.2)
 
@@ -228,6 +243,7 @@ def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.
         if kind == 'palm':
             hull = cv2.convexHull(np.round(project(palm) * scale).astype(np.int32))
             cv2.fillConvexPoly(img, hull, colour.tolist(), cv2.LINE_AA, 3)
+            cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_8, 3)
             continue
         a, b, r = payload
         thick = max(int(round(2 * r * f * pose['size'] / depth)), 1)
@@ -235,13 +251,15 @@ def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.
         pb = tuple(int(v) for v in np.round(uv_j[b] * scale))
         cv2.line(img, pa, pb, colour.tolist(), thick, cv2.LINE_AA, 3)
         cv2.circle(img, pb, scale * thick // 2, colour.tolist(), -1, cv2.LINE_AA, 3)
+        cv2.line(mask, pa, pb, 255, thick, cv2.LINE_8, 3)
+        cv2.circle(mask, pb, scale * thick // 2, 255, -1, cv2.LINE_8, 3)
         highlight = np.clip(colour * 1.18 + 10, 0, 255)
         cv2.line(img, pa, pb, highlight.tolist(), max(thick // 3, 1), cv2.LINE_AA, 3)
         if b % 4 == 0:  # fingertip: a lighter nail spot
             nail = np.clip(colour * 0.6 + 90, 0, 255)
             cv2.circle(img, pb, max(scale * thick // 5, scale), nail.tolist(), -1, cv2.LINE_AA, 3)
     img += rng.normal(0, 3.0, size=img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
 def sample_scene(rng: np.random.Generator, image_size: int) -> Dict[str, np.ndarray]:
@@ -269,16 +287,17 @@ def _round(x: np.ndarray) -> list:
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_open(path, 'w') as f:
         json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def _make_split(out_dir: str, split: str, num: int, num_versions: int, seed: int,
                 image_size: int, backgrounds: List[np.ndarray], verbose: bool) -> None:
     rgb_dir = osp.join(out_dir, split, 'rgb')
+    mask_dir = osp.join(out_dir, split, 'mask')
     os.makedirs(rgb_dir, exist_ok=True)
+    if split == 'training':
+        os.makedirs(mask_dir, exist_ok=True)
     split_code = 0 if split == 'training' else 1
     anns = dict(K=[], xyz=[], verts=[], mano=[], scale=[])
     for idx in range(num):
@@ -287,17 +306,24 @@ def _make_split(out_dir: str, split: str, num: int, num_versions: int, seed: int
         joints, verts, K = scene['joints'], scene['verts'], scene['K']
         bone_scale = float(np.linalg.norm(joints[9] - joints[10]))
         root_uv = (K @ joints[0])[:2] / joints[0, 2]
+        # the official recover_root: xyz_root = [uv_root - pp, focal] / ortho_scale
+        ortho_scale = 0.5 * (K[0, 0] + K[1, 1]) / joints[0, 2]
         anns['K'].append(_round(K))
         anns['xyz'].append(_round(joints))
         anns['verts'].append(_round(verts))
         anns['scale'].append(round(bone_scale, 6))
-        anns['mano'].append([[0.0] * 58 + _round(root_uv) + [round(bone_scale, 6)]])
+        anns['mano'].append([[0.0] * 58 + _round(root_uv) + [round(float(ortho_scale), 6)]])
         for version in range(num_versions):
             vrng = np.random.default_rng([seed, split_code, idx, version + 1])
-            img = _render(vrng, scene['pose'], joints, verts, K, backgrounds, image_size, version)
-            path = osp.join(rgb_dir, '%08d.jpg' % (idx + num * version))
+            img, mask = _render(vrng, scene['pose'], joints, verts, K, backgrounds, image_size,
+                                version)
+            path = osp.join(rgb_dir, '%08d.jpg' % (idx + FREIHAND_NUM_TRAIN * version))
             if not cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
                 raise OSError(f'could not write {path}')
+            if version == 0 and split == 'training':  # the silhouette is the same in every version
+                path = osp.join(mask_dir, '%08d.jpg' % idx)
+                if not cv2.imwrite(path, mask, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+                    raise OSError(f'could not write {path}')
         if verbose and ((idx + 1) % 50 == 0 or idx + 1 == num):
             print(f'[mini-freihand] {split}: {idx + 1}/{num} samples '
                   f'({(idx + 1) * num_versions} images)', flush=True)
@@ -312,7 +338,8 @@ def make_mini_freihand(out_dir: str, num_train: int = 256, num_eval: int = 64, s
 
     Args:
         out_dir (str): output directory (created).
-        num_train (int): training samples per appearance version (FreiHAND: 32560).
+        num_train (int): training samples per appearance version, at most 32560 (FreiHAND's
+            count, which the official image ids ``idx + 32560 * version`` assume).
         num_eval (int): evaluation samples (FreiHAND: 3960).
         seed (int): random seed; the same seed gives byte-identical annotations and images.
         image_size (int): square image side in pixels (focal length scales with it).
@@ -326,10 +353,13 @@ def make_mini_freihand(out_dir: str, num_train: int = 256, num_eval: int = 64, s
     for name, value in (('num_train', num_train), ('num_eval', num_eval),
                         ('image_size', image_size)):
         if int(value) != value or value < (16 if name == 'image_size' else 0):
-            raise ValueError(f'{name} must be a non-negative integer (image_size >= 16), '
-                             f'got {value!r}')
+            raise UserError(f'{name} must be a non-negative integer (image_size >= 16), '
+                            f'got {value!r}')
+    if num_train > FREIHAND_NUM_TRAIN:
+        raise UserError(f'num_train must be at most {FREIHAND_NUM_TRAIN} (the official image ids '
+                        f'idx + {FREIHAND_NUM_TRAIN} * version would collide), got {num_train}')
     if not 1 <= num_versions <= 4:
-        raise ValueError(f'num_versions must be in 1..4, got {num_versions}')
+        raise UserError(f'num_versions must be in 1..4, got {num_versions}')
     os.makedirs(out_dir, exist_ok=True)
     backgrounds = _load_backgrounds()
     _make_split(out_dir, 'training', num_train, num_versions, seed, image_size, backgrounds,

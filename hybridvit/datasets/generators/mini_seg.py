@@ -37,6 +37,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from hybridvit.utils.errors import UserError
+
 from .backgrounds import load_backgrounds
 from .shapes import CLASS_NAMES, SEG_PALETTE, compose_scene, scene_rng
 
@@ -66,15 +68,15 @@ def parse_image_size(image_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
           and all(isinstance(s, (int, np.integer)) for s in image_size)):
         size = (int(image_size[0]), int(image_size[1]))
     else:
-        raise ValueError(f'image_size must be an int or (height, width), got {image_size!r}')
+        raise UserError(f'image_size must be an int or (height, width), got {image_size!r}')
     if min(size) < 32:
-        raise ValueError(f'image_size must be at least 32 pixels per side, got {image_size!r}')
+        raise UserError(f'image_size must be at least 32 pixels per side, got {image_size!r}')
     return size
 
 
 def check_count(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+        raise UserError(f'{name} must be an int >= {minimum}, got {value!r}')
     return int(value)
 
 

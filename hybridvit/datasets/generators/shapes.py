@@ -32,6 +32,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from hybridvit.utils.errors import UserError
+
 from .backgrounds import load_backgrounds, random_background
 
 __all__ = ['ObjectClass', 'OBJECT_CLASSES', 'CLASS_NAMES', 'SEG_PALETTE', 'Scene',
@@ -95,7 +97,7 @@ def scene_rng(seed: int, *keys: int) -> np.random.Generator:
     in a split (or in another split) changes.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f'seed must be a non-negative int, got {seed!r}')
+        raise UserError(f'seed must be a non-negative int, got {seed!r}')
     return np.random.default_rng([int(seed), *[int(k) for k in keys]])
 
 
@@ -255,11 +257,12 @@ def compose_scene(rng: np.random.Generator, size: Tuple[int, int],
         A :class:`Scene` with at least one object.
 
     Raises:
-        ValueError: for invalid arguments, or when not even one object fits.
+        ValueError: for invalid arguments; :class:`UserError` (a ``ValueError``) for an image
+            smaller than 32x32 or when not even one object fits.
     """
     h, w = int(size[0]), int(size[1])
     if h < 32 or w < 32:
-        raise ValueError(f'image size must be at least 32x32, got {size!r}')
+        raise UserError(f'image size must be at least 32x32, got {size!r}')
     if not 0 < scale_range[0] <= scale_range[1] <= 1:
         raise ValueError(f'scale_range must satisfy 0 < low <= high <= 1, got {scale_range!r}')
     if not 1 <= num_objects[0] <= num_objects[1]:
@@ -293,8 +296,8 @@ def compose_scene(rng: np.random.Generator, size: Tuple[int, int],
                 labels.append(label)
                 break
     if not labels:
-        raise ValueError(f'no object of at least min_area={min_area} px fits a {h}x{w} image '
-                         f'with scale_range={scale_range}; use a larger image or scale')
+        raise UserError(f'no object of at least min_area={min_area} px fits a {h}x{w} image '
+                        f'with scale_range={scale_range}; use a larger image or scale')
     if rng.random() < 0.2:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 0.8))
     image += rng.normal(0, rng.uniform(0, 4), image.shape).astype(np.float32)  # sensor noise

@@ -27,6 +27,7 @@ from mmengine.dataset import BaseDataset
 from torch.utils.data import Sampler
 
 from hybridvit.registry import DATA_SAMPLERS, DATASETS
+from hybridvit.utils.errors import UserError
 
 __all__ = ['MultiScaleBatchSampler', 'MultiScaleDataset', 'scaled_batch_size']
 
@@ -35,7 +36,7 @@ def _as_hw(size) -> Tuple[int, int]:
     if isinstance(size, int):
         return size, size
     if len(size) != 2:
-        raise ValueError(f'a scale must be an int or (h, w), got {size!r}')
+        raise UserError(f'a scale must be an int or (h, w), got {size!r}')
     return int(size[0]), int(size[1])
 
 
@@ -62,9 +63,9 @@ class MultiScaleBatchSampler(Sampler):
     def __init__(self, sampler: Sampler, batch_size: int, scales: Sequence,
                  base_size=None, seed: Optional[int] = None):
         if not scales:
-            raise ValueError('MultiScaleBatchSampler needs at least one scale in `scales`')
+            raise UserError('MultiScaleBatchSampler needs at least one scale in `scales`')
         if batch_size < 1:
-            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+            raise UserError(f'batch_size must be >= 1, got {batch_size}')
         self.sampler = sampler
         self.batch_size = batch_size
         self.scales = [_as_hw(s) for s in scales]

@@ -26,6 +26,7 @@ from mmengine.fileio import get
 from mmengine.structures import BaseDataElement
 
 from hybridvit.registry import TRANSFORMS
+from hybridvit.utils.errors import UserError
 
 
 def to_bgr_uint8(img: np.ndarray) -> np.ndarray:
@@ -47,8 +48,8 @@ def to_bgr_uint8(img: np.ndarray) -> np.ndarray:
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f'unsupported image shape {img.shape}: expected (H, W) or (H, W, C) '
-                         'with C in 1..4')
+        raise UserError(f'unsupported image shape {img.shape}: expected (H, W) or (H, W, C) '
+                        'with C in 1..4')
     if img.shape[2] in (1, 2):  # gray or gray + alpha
         img = np.repeat(img[..., :1], 3, axis=2)
     elif img.shape[2] == 4:  # BGRA
@@ -96,7 +97,7 @@ class LoadHandImage:
             raise FileNotFoundError(f'image not found: {path}') from None
         img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
-            raise ValueError(f'could not decode image {path}')
+            raise UserError(f'could not decode image {path}')
         img = to_bgr_uint8(img)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
@@ -119,8 +120,8 @@ class HandRandomRotate:
 
     def __init__(self, max_angle: float = 30.0, prob: float = 1.0, border_value=0) -> None:
         if max_angle < 0 or not 0.0 <= prob <= 1.0:
-            raise ValueError(f'need max_angle >= 0 and 0 <= prob <= 1, got max_angle='
-                             f'{max_angle}, prob={prob}')
+            raise UserError(f'need max_angle >= 0 and 0 <= prob <= 1, got max_angle='
+                            f'{max_angle}, prob={prob}')
         self.max_angle = max_angle
         self.prob = prob
         self.border_value = border_value
@@ -169,14 +170,14 @@ class HandCropResize:
                  scale_range: Tuple[float, float] = (1.0, 1.0), shift: float = 0.0,
                  border_value=0) -> None:
         if center_mode not in ('image', 'keypoints'):
-            raise ValueError(f"center_mode must be 'image' or 'keypoints', got {center_mode!r}")
+            raise UserError(f"center_mode must be 'image' or 'keypoints', got {center_mode!r}")
         if int(out_size) != out_size or out_size <= 0:
-            raise ValueError(f'out_size must be a positive integer, got {out_size!r}')
+            raise UserError(f'out_size must be a positive integer, got {out_size!r}')
         if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
-            raise ValueError(f'scale_range must be (low, high) with 0 < low <= high, got '
-                             f'{scale_range}')
+            raise UserError(f'scale_range must be (low, high) with 0 < low <= high, got '
+                            f'{scale_range}')
         if padding <= 0 or shift < 0:
-            raise ValueError(f'need padding > 0 and shift >= 0, got {padding}, {shift}')
+            raise UserError(f'need padding > 0 and shift >= 0, got {padding}, {shift}')
         self.out_size = int(out_size)
         self.center_mode = center_mode
         self.padding = padding
@@ -233,9 +234,9 @@ class HandColorJitter:
         for name, v in (('brightness', brightness), ('contrast', contrast),
                         ('saturation', saturation)):
             if not 0 <= v <= 1:
-                raise ValueError(f'{name} must be in [0, 1], got {v}')
+                raise UserError(f'{name} must be in [0, 1], got {v}')
         if not 0 <= hue <= 0.5:
-            raise ValueError(f'hue must be in [0, 0.5], got {hue}')
+            raise UserError(f'hue must be in [0, 0.5], got {hue}')
         self.brightness, self.contrast, self.saturation, self.hue = (brightness, contrast,
                                                                      saturation, hue)
         self.prob = prob
@@ -290,8 +291,8 @@ class PackHandMeshInputs:
     def __call__(self, results: dict) -> dict:
         img = results['img']
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f'PackHandMeshInputs expects an (H, W, 3) uint8 image, got '
-                             f'{img.shape} {img.dtype}')
+            raise UserError(f'PackHandMeshInputs expects an (H, W, 3) uint8 image, got '
+                            f'{img.shape} {img.dtype}')
         inputs = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (3, H, W)
 
         def t(x):

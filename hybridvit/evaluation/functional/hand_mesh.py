@@ -1,4 +1,4 @@
-"""FreiHAND hand-mesh metrics: PA-MPJPE, PA-MPVPE, F@5mm / F@15mm, root-aligned MPJPE, AUC.
+"""FreiHAND hand-mesh metrics, as the evaluation server reports them, plus root-aligned MPJPE.
 
 The definitions follow the official FreiHAND evaluation script (Zimmermann et al., "FreiHAND: A
 Dataset for Markerless Capture of Hand Pose and Shape from Single RGB Images", ICCV 2019,
@@ -14,13 +14,14 @@ its ``EvalUtil``). This is our own implementation of those semantics:
 * F-score at threshold t: ``precision`` = fraction of gt points whose nearest predicted point is
   closer than t, ``recall`` = fraction of predicted points whose nearest gt point is closer than t
   (strict ``<``; the official script names them this way round), F = harmonic mean, 0 when both
-  are 0; computed on the aligned vertices;
-* PCK uses ``<=``; the AUC is the trapezoid area under the per-keypoint PCK curve over
-  ``linspace(0, 0.05, 100)`` metres divided by the interval length, averaged over keypoints; we
-  report it for the Procrustes-aligned keypoints (the official "xyz_al_auc3d").
+  are 0; computed on the vertices as predicted and on the aligned vertices;
+* PCK uses ``<=``; the AUC is the trapezoid area under the per-keypoint (per-vertex) PCK curve
+  over ``linspace(0, 0.05, 100)`` metres divided by the interval length, averaged over keypoints
+  (vertices).
 
-NOTE: the official ``mean_kp3d`` is computed without any alignment; our ``mpjpe`` subtracts the root
-(wrist) joint from both first, which is what a root-relative regressor can be judged on.
+The server computes every number twice, on the coordinates as submitted (camera frame, no
+alignment) and after the alignment; :data:`SERVER_KEYS` maps our names to its ``scores.txt``
+names. ``rr_mpjpe`` (root-relative: the root joint subtracted from both) is ours, not the server's.
 """
 from typing import Dict, Sequence, Tuple, Union
 
@@ -44,6 +45,17 @@ AUC_RANGE = (0.0, 0.05)
 AUC_STEPS = 100
 
 _trapezoid = getattr(np, 'trapezoid', None) or np.trapz  # numpy >= 2 renamed trapz
+
+#: Our metric names -> the names in the server's ``scores.txt`` (``eval.py``), in its order;
+#: the server writes the mean errors in cm.
+SERVER_KEYS = (('mpjpe', 'xyz_mean3d'), ('auc_j', 'xyz_auc3d'),
+               ('pa_mpjpe', 'xyz_al_mean3d'), ('pa_auc_j', 'xyz_al_auc3d'),
+               ('mpvpe', 'mesh_mean3d'), ('auc_v', 'mesh_auc3d'),
+               ('pa_mpvpe', 'mesh_al_mean3d'), ('pa_auc_v', 'mesh_al_auc3d'),
+               ('f_5mm', 'f_score_5'), ('pa_f_5mm', 'f_al_score_5'),
+               ('f_15mm', 'f_score_15'), ('pa_f_15mm', 'f_al_score_15'))
+#: Metrics that are computed without alignment (meaningful for camera-frame predictions only).
+UNALIGNED_KEYS = ('mpjpe', 'mpvpe', 'auc_j', 'auc_v', 'f_5mm', 'f_15mm')
 
 
 def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
@@ -148,8 +160,10 @@ def per_sample_errors(pred_joints: ArrayLike, gt_joints: ArrayLike, pred_verts: 
     """Per-sample errors (metres) that :func:`summarize_errors` reduces to the FreiHAND metrics.
 
     Returns:
-        dict: ``pa_joint_err`` (N, J), ``root_joint_err`` (N, J), ``pa_vert_err`` (N,) mean
-        aligned vertex error (NaN when the vertex counts differ), ``fscores`` (N, len(thresholds)).
+        dict: ``joint_err`` / ``pa_joint_err`` / ``root_joint_err`` (N, J) unaligned, aligned
+        and root-relative joint errors; ``vert_err`` / ``pa_vert_err`` (N, V) unaligned and
+        aligned vertex errors (NaN when the vertex counts differ); ``fscores`` /
+        ``pa_fscores`` (N, len(thresholds)) on the vertices as predicted and aligned.
     """
     pj = _to_numpy(pred_joints, 'pred_joints')
     gj = _to_numpy(gt_joints, 'gt_joints')
@@ -169,38 +183,69 @@ def per_sample_errors(pred_joints: ArrayLike, gt_joints: ArrayLike, pred_verts: 
         raise ValueError(f'root_index {root_index} out of range for {gj.shape[1]} joints')
     same_topology = pv.shape[1] == gv.shape[1]
 
+    joint_err = np.linalg.norm(pj - gj, axis=-1)  # (N, J)
     pa_joint_err = np.empty(gj.shape[:2])
-    pa_vert_err = np.full((n,), np.nan)
+    vert_err = np.full(gv.shape[:2], np.nan)
+    pa_vert_err = np.full(gv.shape[:2], np.nan)
     fscores = np.empty((n, len(f_thresholds)))
+    pa_fscores = np.empty((n, len(f_thresholds)))
     for i in range(n):
         pj_al = align_w_scale(gj[i], pj[i])
         pa_joint_err[i] = np.linalg.norm(pj_al - gj[i], axis=-1)
         if same_topology:
             pv_al = align_w_scale(gv[i], pv[i])
-            pa_vert_err[i] = np.linalg.norm(pv_al - gv[i], axis=-1).mean()
+            vert_err[i] = np.linalg.norm(pv[i] - gv[i], axis=-1)
+            pa_vert_err[i] = np.linalg.norm(pv_al - gv[i], axis=-1)
         else:
             pv_al = align_by_trafo(pv[i], align_w_scale(gj[i], pj[i], return_trafo=True))
         for k, t in enumerate(f_thresholds):
-            fscores[i, k] = fscore(gv[i], pv_al, t)[0]
+            fscores[i, k] = fscore(gv[i], pv[i], t)[0]
+            pa_fscores[i, k] = fscore(gv[i], pv_al, t)[0]
     pj_root = pj - pj[:, root_index:root_index + 1]
     gj_root = gj - gj[:, root_index:root_index + 1]
     root_joint_err = np.linalg.norm(pj_root - gj_root, axis=-1)
-    return dict(pa_joint_err=pa_joint_err, root_joint_err=root_joint_err,
-                pa_vert_err=pa_vert_err, fscores=fscores)
+    return dict(joint_err=joint_err, pa_joint_err=pa_joint_err, root_joint_err=root_joint_err,
+                vert_err=vert_err, pa_vert_err=pa_vert_err, fscores=fscores,
+                pa_fscores=pa_fscores)
 
 
 def summarize_errors(errors: Dict[str, np.ndarray],
                      f_thresholds: Sequence[float] = F_THRESHOLDS) -> Dict[str, float]:
-    """Reduce :func:`per_sample_errors` output (possibly concatenated over batches) to metrics."""
-    out = dict(
-        pa_mpjpe=float(errors['pa_joint_err'].mean() * 1000.0),
-        pa_mpvpe=float(np.mean(errors['pa_vert_err']) * 1000.0),
-        mpjpe=float(errors['root_joint_err'].mean() * 1000.0),
-        auc=pck_auc(errors['pa_joint_err']),
-    )
-    for k, t in enumerate(f_thresholds):
-        out[f'f_{round(t * 1000)}mm'] = float(errors['fscores'][:, k].mean())
+    """Reduce :func:`per_sample_errors` output (possibly concatenated over batches) to metrics.
+
+    Returns:
+        dict: mean errors in mm (``mpjpe``, ``mpvpe`` unaligned; ``pa_mpjpe``, ``pa_mpvpe``
+        aligned; ``rr_mpjpe`` root-relative), AUCs of joints / vertices (``auc_j``, ``auc_v``,
+        ``pa_auc_j``, ``pa_auc_v``) and F-scores (``f_5mm``, ``f_15mm``, ``pa_f_5mm``,
+        ``pa_f_15mm``) in [0, 1]. Vertex numbers are NaN when the topologies differ (the server
+        writes -1).
+    """
+    out = {}
+    for prefix in ('', 'pa_'):
+        joints, verts = errors[f'{prefix}joint_err'], errors[f'{prefix}vert_err']
+        has_verts = not np.isnan(verts).any()
+        out[f'{prefix}mpjpe'] = float(joints.mean() * 1000.0)
+        out[f'{prefix}mpvpe'] = float(verts.mean() * 1000.0) if has_verts else float('nan')
+        out[f'{prefix}auc_j'] = pck_auc(joints)
+        out[f'{prefix}auc_v'] = pck_auc(verts) if has_verts else float('nan')
+        for k, t in enumerate(f_thresholds):
+            out[f'{prefix}f_{round(t * 1000)}mm'] = float(errors[f'{prefix}fscores'][:, k].mean())
+    out['rr_mpjpe'] = float(errors['root_joint_err'].mean() * 1000.0)
     return out
+
+
+def server_scores(metrics: Dict[str, float]) -> str:
+    """The server's ``scores.txt`` for :func:`summarize_errors` output: its names, its order,
+    mean errors in cm (``'%s: %f'`` per line, -1 for what could not be computed)."""
+    lines = []
+    for ours, theirs in SERVER_KEYS:
+        value = metrics.get(ours, float('nan'))
+        if np.isnan(value):
+            value = -1.0
+        elif ours.endswith(('mpjpe', 'mpvpe')):
+            value = value / 10.0  # mm -> cm
+        lines.append('%s: %f' % (theirs, value))
+    return '\n'.join(lines) + '\n'
 
 
 def hand_mesh_metrics(pred_joints: ArrayLike, gt_joints: ArrayLike, pred_verts: ArrayLike,
@@ -216,8 +261,9 @@ def hand_mesh_metrics(pred_joints: ArrayLike, gt_joints: ArrayLike, pred_verts: 
         root_index (int): joint subtracted for ``mpjpe``. Defaults to 0 (wrist).
 
     Returns:
-        dict: ``pa_mpjpe``, ``pa_mpvpe``, ``mpjpe`` in millimetres; ``f_5mm``, ``f_15mm``,
-        ``auc`` in [0, 1].
+        dict: see :func:`summarize_errors` (mm, AUC and F in [0, 1]). The unaligned numbers
+        judge camera-frame coordinates; for root-relative inputs they equal the root-relative
+        ones only if both sets are relative to the same joint.
     """
     errors = per_sample_errors(pred_joints, gt_joints, pred_verts, gt_verts, root_index)
     return summarize_errors(errors)

@@ -29,6 +29,9 @@ class PatchEmbed(nn.Module):
     """FastViT downsampling: 7x7 large-kernel conv (groups = in channels, parallel 3x3,
     no activation) followed by a 1x1 MobileOne block with GELU.
 
+    MobileCLIP's MCi encoders (https://arxiv.org/abs/2311.17049, timm ``fastvit_mci*``) add a
+    squeeze-excite (``use_se``) and the activation (``lkc_use_act``) after the large-kernel conv.
+
     Args:
         in_channels: input channels.
         out_channels: output channels.
@@ -37,17 +40,21 @@ class PatchEmbed(nn.Module):
         dilation: large-kernel dilation.
         norm_cfg: mmcv config of the BatchNorms.
         act_cfg: mmcv config of the 1x1 block's activation.
+        use_se: squeeze-excite after the large-kernel conv (MCi).
+        lkc_use_act: apply ``act_cfg`` after the large-kernel conv too (MCi).
         deploy: build the fused convs only.
     """
 
     def __init__(self, in_channels: int, out_channels: int, patch_size: int = 7,
                  stride: int = 2, dilation: int = 1, norm_cfg: Dict = dict(type='BN'),
-                 act_cfg: Dict = dict(type='GELU'), deploy: bool = False):
+                 act_cfg: Dict = dict(type='GELU'), use_se: bool = False,
+                 lkc_use_act: bool = False, deploy: bool = False):
         super().__init__()
         self.proj = nn.Sequential(
             ReparamLargeKernelConv(in_channels, out_channels, patch_size, stride=stride,
                                    groups=in_channels, small_kernel=3, dilation=dilation,
-                                   norm_cfg=norm_cfg, deploy=deploy),
+                                   norm_cfg=norm_cfg, act_cfg=act_cfg if lkc_use_act else None,
+                                   use_se=use_se, deploy=deploy),
             MobileOneBlock(out_channels, out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
                            deploy=deploy))
 
@@ -86,10 +93,14 @@ class FastViT(HybridBackbone):
     or :func:`hybridvit.models.utils.reparameterize_model`.
 
     Args:
-        arch: ``'t8'``, ``'t12'``, ``'s12'``, ``'sa12'``, ``'sa24'``, ``'sa36'``, ``'ma36'``
-            or a dict with keys ``layers``, ``embed_dims``, ``mlp_ratios``,
-            ``token_mixers`` (``'repmixer'`` / ``'attention'`` per stage), ``pos_embs``
-            (``None`` / ``'repcpe'`` per stage) and ``layer_scale_init_value``.
+        arch: ``'t8'``, ``'t12'``, ``'s12'``, ``'sa12'``, ``'sa24'``, ``'sa36'``, ``'ma36'``,
+            ``'mci0'``, ``'mci1'``, ``'mci2'`` or a dict with keys ``layers``, ``embed_dims``,
+            ``mlp_ratios``, ``token_mixers`` (``'repmixer'`` / ``'attention'`` per stage),
+            ``pos_embs`` (``None`` / ``'repcpe'`` per stage) and ``layer_scale_init_value``, optionally
+            ``se_downsamples`` (4 bools: squeeze-excite in stage i's downsampling) and
+            ``lkc_use_act`` (activation after the downsampling large-kernel conv). ``'mci0'``,
+            ``'mci1'``, ``'mci2'`` are the MobileCLIP image encoders
+            (https://arxiv.org/abs/2311.17049, timm ``fastvit_mci0..2``).
         in_channels: input channels.
         out_indices: stages to output (0..3, negatives count from the end); outputs come
             in stage order.
@@ -133,9 +144,24 @@ class FastViT(HybridBackbone):
         'ma36': dict(layers=(6, 6, 18, 6), embed_dims=(76, 152, 304, 608), mlp_ratios=(4,) * 4,
                      token_mixers=(_R, _R, _R, _A), pos_embs=(None, None, None, 'repcpe'),
                      layer_scale_init_value=1e-6),
+        # MobileCLIP image encoders (arXiv 2311.17049; timm fastvit_mci0..2): SE in the last two
+        # downsamplings, activation after their large-kernel conv, mlp ratio 3
+        'mci0': dict(layers=(2, 6, 10, 2), embed_dims=(64, 128, 256, 512), mlp_ratios=(3,) * 4,
+                     token_mixers=(_R, _R, _R, _A), pos_embs=(None, None, None, 'repcpe'),
+                     layer_scale_init_value=1e-5, se_downsamples=(False, False, True, True),
+                     lkc_use_act=True),
+        'mci1': dict(layers=(4, 12, 20, 4), embed_dims=(64, 128, 256, 512), mlp_ratios=(3,) * 4,
+                     token_mixers=(_R, _R, _R, _A), pos_embs=(None, None, None, 'repcpe'),
+                     layer_scale_init_value=1e-5, se_downsamples=(False, False, True, True),
+                     lkc_use_act=True),
+        'mci2': dict(layers=(4, 12, 24, 4), embed_dims=(80, 160, 320, 640), mlp_ratios=(3,) * 4,
+                     token_mixers=(_R, _R, _R, _A), pos_embs=(None, None, None, 'repcpe'),
+                     layer_scale_init_value=1e-5, se_downsamples=(False, False, True, True),
+                     lkc_use_act=True),
     }
     arch_keys = ('layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs',
                  'layer_scale_init_value')
+    arch_defaults = dict(se_downsamples=(False,) * 4, lkc_use_act=False)
     num_stages = 4
     pretrained_missing_ok = (r'^norm\d+\.',)  # dense-prediction norms: not in ImageNet weights
 
@@ -186,7 +212,10 @@ class FastViT(HybridBackbone):
             downsample = None
             if i > 0:
                 downsample = PatchEmbed(dims[i - 1], dims[i], 7, stride=1 if dilated else 2,
-                                        dilation=dilation, deploy=deploy, **norm_act)
+                                        dilation=dilation,
+                                        use_se=self.arch_settings['se_downsamples'][i],
+                                        lkc_use_act=self.arch_settings['lkc_use_act'],
+                                        deploy=deploy, **norm_act)
                 stride *= 1 if dilated else 2
             pos_emb = (RepCPE(dims[i], 7, dilation=dilation, deploy=deploy)
                        if self.arch_settings['pos_embs'][i] is not None else None)
@@ -217,7 +246,8 @@ class FastViT(HybridBackbone):
     @classmethod
     def check_arch(cls, arch: Dict) -> None:
         cls.check_arch_lengths(arch, {key: cls.num_stages for key in (
-            'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs')})
+            'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs',
+            'se_downsamples')})
         for mixer in arch['token_mixers']:
             if mixer not in (_R, _A):
                 raise UserError(f"FastViT arch['token_mixers'] entries must be 'repmixer' or "

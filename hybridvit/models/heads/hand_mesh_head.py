@@ -31,6 +31,7 @@ from mmengine.structures import BaseDataElement
 
 from hybridvit.models.layers.grid_pool import grid_avg_pool2d
 from hybridvit.registry import MODELS
+from .hand_camera import weak_perspective_to_camera
 from .mano import MANOLayer
 from .procrustes import rigid_align
 from .rotation_6d import IDENTITY_6D, rotation_6d_to_matrix
@@ -101,6 +102,9 @@ class HandMeshHead(BaseModule):
             enabling the edge / normal losses in MANO-free mode (MANO mode uses MANO's faces).
         mano_model_path (str, optional): MANO ``.pkl``; switches to MANO mode.
         mano_cfg (dict, optional): extra :class:`MANOLayer` arguments (``num_pca_comps``, ...).
+        ref_bone_scale (bool): for the camera-frame predictions, rescale the hand to the
+            sample's reference bone length ``scale`` (FreiHAND's ``*_scale.json``) before
+            recovering the root. Defaults to True.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -111,7 +115,7 @@ class HandMeshHead(BaseModule):
                  dropout: float = 0.0, cam_scale_init: float = 8.0, coord_scale: float = 0.1,
                  loss_weights: Optional[dict] = None, faces=None,
                  mano_model_path: Optional[str] = None, mano_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 ref_bone_scale: bool = True, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         multi = isinstance(in_index, (list, tuple))
         self.in_index = list(in_index) if multi else [in_index]
@@ -129,6 +133,7 @@ class HandMeshHead(BaseModule):
                              f'of {sorted(_DEFAULT_LOSS_WEIGHTS)}')
         self.loss_weights = {**_DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
         self.cam_scale_init = float(cam_scale_init)
+        self.ref_bone_scale = ref_bone_scale
         self.coord_scale = float(coord_scale)
 
         self.mano = None
@@ -297,11 +302,32 @@ class HandMeshHead(BaseModule):
                 data_samples: Optional[Sequence[BaseDataElement]] = None
                 ) -> List[BaseDataElement]:
         """Return data samples with ``pred_joints`` / ``pred_verts`` (root-relative metres),
-        ``pred_cam`` and ``pred_keypoints_2d`` (pixels of the input image)."""
+        ``pred_cam`` and ``pred_keypoints_2d`` (pixels of the input image).
+
+        Samples that carry the crop's intrinsics ``K`` and ``img_shape`` also get
+        ``pred_joints_cam`` / ``pred_verts_cam`` / ``pred_root``: camera-frame metres, the root
+        recovered from the camera as FreiHAND's ``recover_root`` does and (``ref_bone_scale``)
+        the hand rescaled to the sample's reference bone length ``scale`` when it is > 0
+        (:func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera`). This is what a
+        FreiHAND submission holds.
+        """
         pred = self(feats)
         bsz = pred['joints'].shape[0]
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(bsz)]
+        camera = None
+        if data_samples and all('K' in ds and 'img_shape' in ds for ds in data_samples):
+            shapes = {tuple(ds.img_shape[:2]) for ds in data_samples}
+            if len(shapes) == 1:
+                device = pred['joints'].device
+                ref = torch.stack([torch.as_tensor(ds.get('scale', 0.0), dtype=torch.float32)
+                                   .reshape(()) for ds in data_samples]).to(device)
+                K = _stack(data_samples, 'K', device)
+                camera = weak_perspective_to_camera(pred['joints'].detach(),
+                                                    pred['verts'].detach(),
+                                                    pred['cam'].detach(), K, shapes.pop(),
+                                                    ref_bone=ref if self.ref_bone_scale
+                                                    else None)
         results = []
         for i, ds in enumerate(data_samples):
             out = ds.clone() if isinstance(ds, BaseDataElement) else BaseDataElement()
@@ -313,5 +339,9 @@ class HandMeshHead(BaseModule):
                 h, w = out.img_shape[:2]
                 kp = (kp + 1) / 2 * kp.new_tensor([w, h])
             out.pred_keypoints_2d = kp
+            if camera is not None:
+                out.pred_joints_cam = camera['joints'][i]
+                out.pred_verts_cam = camera['verts'][i]
+                out.pred_root = camera['root'][i]
             results.append(out)
         return results

@@ -7,3 +7,5 @@ from .large_kernel import ReparamLargeKernelConv
 from .mobileone import MobileOneBlock
 from .repmixer import PoolingMixer, RepCPE, RepMixer, RepMixerBlock
 from .mobilevit_block import InvertedResidual, MobileViTBlock, TransformerLayer
+from .mobilevitv2_block import LinearSelfAttention, LinearTransformerLayer, MobileViTv2Block
+from .mobilevitv3_block import MobileViTv3Block

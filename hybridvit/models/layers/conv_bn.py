@@ -14,6 +14,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from hybridvit.utils.errors import UserError
+
 __all__ = ['ConvNormAct', 'ConvBN', 'bn_scale_shift', 'fuse_conv_bn_weights',
            'fuse_bn_state_dict', 'fuse_bn_tensor', 'get_padding',
            'identity_kernel', 'build_fused_conv', 'build_norm', 'build_act',
@@ -218,7 +220,7 @@ class ConvNormAct(nn.Module):
                               groups=groups, bias=bias or deploy)
         self.bn = None if deploy else build_norm(norm_cfg, out_channels)
         if self.bn is not None and not isinstance(self.bn, _BatchNorm):
-            raise ValueError(f'ConvNormAct folds a BatchNorm; norm_cfg {norm_cfg} builds a '
+            raise UserError(f'ConvNormAct folds a BatchNorm; norm_cfg {norm_cfg} builds a '
                              f'{type(self.bn).__name__}')
         self.act = build_act(act_cfg)
 

@@ -10,6 +10,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.layers import SqueezeExcite
 from torch import nn
 
 from .conv_bn import ConvBN, build_act, conv_kernel_bias, fuse_into_reparam_conv
@@ -38,13 +39,15 @@ class ReparamLargeKernelConv(nn.Module):
         dilation: dilation of both branches (kept by the fused conv).
         norm_cfg: mmcv config of both branches' BatchNorms.
         act_cfg: mmcv activation config after the sum, ``None`` for none.
+        use_se: squeeze-excite after the sum, before the activation (timm's ``SqueezeExcite``,
+            reduction 1/4, ReLU / sigmoid; MobileCLIP's MCi downsamplings); not fused.
         deploy: build only ``reparam_conv``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, small_kernel: Optional[int] = 3, dilation: int = 1,
                  norm_cfg: Dict = dict(type='BN'), act_cfg: Optional[Dict] = None,
-                 deploy: bool = False):
+                 use_se: bool = False, deploy: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd, got {kernel_size}')
@@ -74,15 +77,16 @@ class ReparamLargeKernelConv(nn.Module):
                 self.small_conv = ConvBN(in_channels, out_channels, small_kernel,
                                          stride=stride, dilation=dilation, groups=groups,
                                          norm_cfg=norm_cfg)
+        self.se = SqueezeExcite(out_channels, rd_ratio=0.25) if use_se else nn.Identity()
         self.act = build_act(act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reparam_conv is not None:
-            return self.act(self.reparam_conv(x))
+            return self.act(self.se(self.reparam_conv(x)))
         out = self.large_conv(x)
         if self.small_conv is not None:
             out = out + self.small_conv(x)
-        return self.act(out)
+        return self.act(self.se(out))
 
     @torch.no_grad()
     def get_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:

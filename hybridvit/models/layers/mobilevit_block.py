@@ -159,7 +159,9 @@ class MobileViTBlock(nn.Module):
         p = self.patch_size
         # round up to a multiple of the patch (integer arithmetic keeps ONNX tracing dynamic)
         new_h, new_w = (height + p - 1) // p * p, (width + p - 1) // p * p
-        resized = (new_h, new_w) != (height, width)
+        # a trace records Python branches as constants: while tracing, always record the resize
+        # (exact when the size is already a multiple), so an exported graph takes any size
+        resized = torch.jit.is_tracing() or (new_h, new_w) != (height, width)
         if resized:
             x = F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
         n_h, n_w = new_h // p, new_w // p

@@ -14,6 +14,11 @@ Layouts (REFERENCE §4; FastViT: https://arxiv.org/abs/2303.14189):
 * ``hybridvit``: timm's backbone names (no classifier) plus the dense-prediction output
   norms ``normS``.
 
+MobileCLIP checkpoints (MCi image towers, https://github.com/apple/ml-mobileclip) hold the
+official names under ``image_encoder.model.``; open_clip's hold timm names under
+``visual.trunk.``. Both prefixes are stripped and every other key (text tower, logit scale) is
+dropped.
+
 timm's ``checkpoint_filter_fn`` documents official -> timm; the code here is our own and is
 tested against it.
 """
@@ -27,7 +32,8 @@ from ..layers.conv_bn import fuse_bn_state_dict
 from .checkpoint import CheckpointMismatchError
 
 __all__ = ['detect_fastvit_format', 'official_to_timm', 'timm_to_official',
-           'is_reparameterized_state_dict', 'convert_fastvit_state_dict']
+           'is_reparameterized_state_dict', 'strip_clip_image_tower',
+           'convert_fastvit_state_dict']
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -170,6 +176,22 @@ def is_reparameterized_state_dict(state_dict: StateDict) -> Optional[bool]:
     return True if fused else None
 
 
+_CLIP_IMAGE_PREFIXES = ('image_encoder.model.', 'visual.trunk.')
+
+
+def strip_clip_image_tower(state_dict: StateDict) -> Tuple[StateDict, List[str]]:
+    """Keep the image tower of a MobileCLIP / open_clip checkpoint, prefix stripped.
+
+    Returns ``(state_dict, dropped)``; a state dict without such a prefix is returned as is.
+    """
+    for prefix in _CLIP_IMAGE_PREFIXES:
+        if any(k.startswith(prefix) for k in state_dict):
+            kept = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
+                               if k.startswith(prefix))
+            return kept, [k for k in state_dict if not k.startswith(prefix)]
+    return state_dict, []
+
+
 def convert_fastvit_state_dict(state_dict: StateDict, deploy: bool = False
                                ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Convert an official / timm / hybridvit FastViT state dict to hybridvit's names.
@@ -186,6 +208,7 @@ def convert_fastvit_state_dict(state_dict: StateDict, deploy: bool = False
     Raises:
         CheckpointMismatchError: unknown layout, or a fused checkpoint with ``deploy=False``.
     """
+    state_dict, clip_dropped = strip_clip_image_tower(state_dict)
     fmt = detect_fastvit_format(state_dict)
     sd = official_to_timm(state_dict) if fmt == 'official' else OrderedDict(state_dict)
     # timm features_only models flatten the top-level sequentials: stem_0., stages_1.
@@ -193,6 +216,7 @@ def convert_fastvit_state_dict(state_dict: StateDict, deploy: bool = False
     dropped = [k for k in sd if k.startswith(_CLASSIFIER_PREFIXES)]
     for k in dropped:
         del sd[k]
+    dropped = clip_dropped + dropped
     fused = is_reparameterized_state_dict(sd)
     if fused and not deploy:
         raise CheckpointMismatchError(

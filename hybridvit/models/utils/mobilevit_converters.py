@@ -26,6 +26,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from .checkpoint import CheckpointMismatchError
+
 __all__ = ['detect_mobilevit_format', 'convert_mobilevit_state_dict']
 
 _TIMM_RULES = [
@@ -76,7 +78,7 @@ def detect_mobilevit_format(state_dict: Dict[str, torch.Tensor]) -> str:
     if any(re.search(r'\.(expand_conv|dw_conv|project_conv|conv_local|conv_embed)\.', k)
            for k in keys):
         return 'hybridvit'
-    raise ValueError('unrecognised MobileViT v1 checkpoint layout: expected timm (stages.i.j.'
+    raise CheckpointMismatchError('unrecognised MobileViT v1 checkpoint layout: expected timm (stages.i.j.'
                      'conv1_1x1...), cvnets (conv_1, layer_1..5, ...) or hybridvit keys, got '
                      f'{list(state_dict)[:6]}')
 

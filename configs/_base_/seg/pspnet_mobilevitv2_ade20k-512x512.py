@@ -1,0 +1,10 @@
+# PSPNet + MobileViTv2 on ADE20K 512x512, ml-cvnets' recipe: output stride 8.
+# Variant files set `arch`, the checkpoint and the head in_channels.
+_base_ = [
+    './pspnet_mobilevitv2.py',
+    './schedule_mobilevitv2_ade20k-512x512.py',
+]
+model = dict(
+    backbone=dict(output_stride=8),
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150))

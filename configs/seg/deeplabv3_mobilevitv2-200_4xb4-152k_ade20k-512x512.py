@@ -1,0 +1,11 @@
+# DeepLabv3 + MobileViTv2-2.0 (OS8, ASPP 512 ch, rates 12/24/36) on ADE20K 512x512, ml-cvnets'
+# recipe. Published: 40.94 mIoU (ml-cvnets model zoo).
+_base_ = '../_base_/seg/deeplabv3_mobilevitv2_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        arch='2.0',
+        init_cfg=dict(
+            checkpoint='https://huggingface.co/timm/mobilevitv2_200.cvnets_in1k/resolve/main/'
+            'model.safetensors')),
+    decode_head=dict(in_channels=1024),
+    auxiliary_head=dict(in_channels=768, channels=192))

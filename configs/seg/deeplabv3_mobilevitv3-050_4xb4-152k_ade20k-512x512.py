@@ -1,0 +1,12 @@
+# DeepLabv3 + MobileViTv3-0.5 (OS8, ASPP 512 ch, rates 12/24/36) on ADE20K 512x512, the
+# MobileViTv2 / ml-cvnets recipe the authors' MobileViTv3-v2 config follows. Published: 33.57 mIoU
+# (micronDLA/MobileViTv3 README). ImageNet weights: mobilevitv3_0_5_0/checkpoint_ema_best.pt from
+# https://github.com/micronDLA/MobileViTv3/releases/tag/v1.0.0 (unzip under checkpoints/).
+_base_ = '../_base_/seg/deeplabv3_mobilevitv2_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        type='hybridvit.MobileViTv3',
+        arch='0.5',
+        init_cfg=dict(checkpoint='checkpoints/mobilevitv3_0_5_0/checkpoint_ema_best.pt')),
+    decode_head=dict(in_channels=256),
+    auxiliary_head=dict(in_channels=192, channels=128))

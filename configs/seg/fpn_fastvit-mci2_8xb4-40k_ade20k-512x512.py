@@ -1,0 +1,12 @@
+# Semantic FPN + FastViT-MCi2 (MobileCLIP-S2 image encoder, arXiv 2311.17049),
+# ADE20K 512x512, 40k iters x 32 images (FastViT's protocol). Expected mIoU: not reported.
+_base_ = '../_base_/seg/fpn_fastvit_ade20k-512x512.py'
+# MobileCLIP's image encoders were trained on RGB in [0, 1] (mean 0, std 255 on 0-255).
+model = dict(
+    data_preprocessor=dict(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]),
+    backbone=dict(
+        arch='mci2',
+        init_cfg=dict(
+            checkpoint='https://docs-assets.developer.apple.com/ml-research/datasets/mobileclip/'
+            'mobileclip_s2.pt')),
+    neck=dict(in_channels=[80, 160, 320, 640]))

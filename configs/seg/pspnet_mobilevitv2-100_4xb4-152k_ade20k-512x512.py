@@ -1,0 +1,11 @@
+# PSPNet + MobileViTv2-1.0 (OS8, pooling 1/2/3/6, 512 ch) on ADE20K 512x512, ml-cvnets' recipe.
+# Published: 36.57 mIoU (ml-cvnets model zoo).
+_base_ = '../_base_/seg/pspnet_mobilevitv2_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        arch='1.0',
+        init_cfg=dict(
+            checkpoint='https://huggingface.co/timm/mobilevitv2_100.cvnets_in1k/resolve/main/'
+            'model.safetensors')),
+    decode_head=dict(in_channels=512),
+    auxiliary_head=dict(in_channels=384, channels=128))

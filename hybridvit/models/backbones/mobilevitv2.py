@@ -1,0 +1,213 @@
+"""MobileViTv2 backbone for dense prediction (mmdet / mmseg).
+
+Paper: "Separable Self-attention for Mobile Vision Transformers", Mehta & Rastegari, TMLR 2023,
+https://arxiv.org/abs/2206.02680.
+Original code: https://github.com/apple/ml-cvnets (``cvnets/models/classification/mobilevit_v2.py``
+and ``config/mobilevit_v2.py``); the architecture and parameter layout match timm's
+``mobilevitv2_050`` ... ``mobilevitv2_200``, so timm, cvnets and HF transformers weights load after
+key conversion (:mod:`hybridvit.models.utils.mobilevitv2_converters`). Written from scratch for
+hybridvit.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from timm.layers import make_divisible
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from hybridvit.registry import MODELS
+from hybridvit.utils.errors import UserError
+from ..layers.conv_bn import ConvNormAct
+from ..layers.mobilevit_block import InvertedResidual
+from ..layers.mobilevitv2_block import MobileViTv2Block
+from ..utils.checkpoint import CheckpointMismatchError
+from ..utils.mobilevitv2_converters import convert_mobilevitv2_state_dict
+from .base import HybridBackbone
+
+__all__ = ['MobileViTv2']
+
+
+def mobilevitv2_arch(width: float) -> Dict:
+    """The arch row of width multiplier ``width`` by ml-cvnets' rule (``config/mobilevit_v2.py``).
+
+    Stem ``clamp(32 w, 16, 64)`` rounded to a multiple of 8; stage channels
+    ``(64, 128, 256, 384, 512) * w`` (L1 rounded to 16, the rest to 8); attention dims half the
+    L3..L5 channels; depths 2 / 4 / 3. For the published widths 0.5 .. 2.0 this equals timm's
+    ``_mobilevitv2_cfg`` (``int(c * w)``), which the tests check.
+    """
+    stem = make_divisible(min(max(32 * width, 16), 64), 8, min_value=16)
+    chs = [make_divisible(64 * width, 16)] + [make_divisible(c * width, 8)
+                                              for c in (128, 256, 384, 512)]
+    dims = [make_divisible(c * width, 8) for c in (128, 192, 256)]
+    return dict(channels=tuple(chs), transformer_dims=tuple(dims), depths=(2, 4, 3),
+                stem_channels=stem)
+
+
+@MODELS.register_module()
+class MobileViTv2(HybridBackbone):
+    """MobileViTv2 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
+
+    Paper: https://arxiv.org/abs/2206.02680. Stem: 3x3 stride-2 conv-BN-SiLU. L1: one MV2
+    (inverted residual, expansion 2) block; L2: two MV2 blocks, the first with stride 2; L3-L5:
+    a stride-2 MV2 block followed by a :class:`MobileViTv2Block` (separable self-attention over
+    2x2 patches, GroupNorm, FFN ratio 2, depths 2 / 4 / 3). The five outputs equal timm's
+    ``forward_intermediates`` / ``features_only`` features of ``mobilevitv2_*`` (timm has no
+    final expansion conv for v2).
+
+    Inputs are RGB scaled to [0, 1] without mean/std (``mean=[0, 0, 0], std=[255, 255, 255]``
+    on 0-255 images), as in the pretraining; configs set this. Any input size works; like cvnets
+    and timm, a map that is not a multiple of the patch at L3..L5 is resized up to the next
+    multiple (so e.g. a 112x137 input gives 8x10 at stride 16, not 7x9).
+
+    Args:
+        arch: ``'0.5'``, ``'0.75'``, ``'1.0'``, ``'1.25'``, ``'1.5'``, ``'1.75'``, ``'2.0'`` (the
+            width multiplier; a number such as ``0.5`` is accepted too) or a dict with keys
+            ``channels`` (5 ints, L1..L5), ``transformer_dims`` (3 ints), ``depths`` (3 ints), ``stem_channels`` and optionally
+            ``expand_ratio`` (2.0), ``mlp_ratio`` (2.0), ``patch_size`` (2).
+        out_indices: stages to output, 0 = L1 (stride 2) ... 4 = L5 (stride 32); negatives
+            count from the end. Stages after the last requested one are not computed.
+        output_stride: 32, 16 or 8. For 16 (8) the stride-2 MV2 block of L5 (and L4) gets
+            stride 1 and the following 3x3 convs are dilated (2, then 4), as in cvnets'
+            DeepLabv3 and timm's ``output_stride`` (the MV2 depthwise conv keeps the preceding
+            dilation, the MobileViTv2 block's local conv takes the new one).
+        frozen_stages: ``-1`` freezes nothing; ``i >= 0`` freezes the stem and L1..L(i).
+        norm_eval: keep all BatchNorm layers in eval mode while training.
+        with_cp: gradient checkpointing per block.
+        drop_rate: dropout in the transformer layers.
+        attn_drop_rate: dropout on the context scores.
+        drop_path_rate: stochastic depth, linear over all transformer layers from 0 to this.
+        norm_cfg: mmcv config of the conv BatchNorms (``dict(type='SyncBN')`` multi-GPU).
+        act_cfg: mmcv activation config (SiLU).
+        transformer_norm_cfg: mmcv config of the transformer norms (GroupNorm, one group).
+        deploy: build BN-free convs (fused state dicts; unfused ones are fused after loading).
+        init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=..., use_ema=False)`` loads
+            timm, cvnets, HF or hybridvit weights through
+            :func:`convert_mobilevitv2_state_dict`; ``None`` initialises as cvnets does.
+    """
+
+    arch_zoo = {name: mobilevitv2_arch(float(name))
+                for name in ('0.5', '0.75', '1.0', '1.25', '1.5', '1.75', '2.0')}
+    arch_keys = ('channels', 'transformer_dims', 'depths', 'stem_channels')
+    arch_defaults = dict(expand_ratio=2.0, mlp_ratio=2.0, patch_size=2)
+    num_stages = 5
+    _mv2_blocks = (1, 2, 1, 1, 1)  # MV2 blocks per stage (L3-L5 add one MobileViTv2 block)
+
+    def __init__(self,
+                 arch: Union[str, Dict] = '1.0',
+                 out_indices: Sequence[int] = (1, 2, 3, 4),
+                 output_stride: int = 32,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0,
+                 norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='SiLU'),
+                 transformer_norm_cfg: Dict = dict(type='GN', num_groups=1),
+                 deploy: bool = False,
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None):
+        if isinstance(arch, (int, float)) and not isinstance(arch, bool):
+            arch = str(float(arch))  # 1 -> '1.0', 0.75 -> '0.75'
+        super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
+        if output_stride not in (8, 16, 32):
+            raise UserError(f'MobileViTv2: output_stride must be 8, 16 or 32, got '
+                            f'{output_stride!r}')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise UserError(f'MobileViTv2: drop_path_rate must be in [0, 1), got '
+                            f'{drop_path_rate}')
+        self.output_stride = output_stride
+
+        cfg = self.arch_settings
+        norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, deploy=deploy, **norm_act)
+        dpr = torch.linspace(0, drop_path_rate, sum(cfg['depths'])).split(list(cfg['depths']))
+        in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
+        self.stages = nn.ModuleList()
+        strides = []
+        for i, out_ch in enumerate(cfg['channels']):
+            stride = 1 if i == 0 else 2
+            prev_dilation = dilation
+            if stride > 1 and net_stride >= output_stride:
+                dilation *= stride
+                stride = 1
+            net_stride *= stride
+            blocks = []
+            for j in range(self._mv2_blocks[i]):
+                blocks.append(InvertedResidual(
+                    in_ch, out_ch, stride=stride if j == 0 else 1,
+                    expand_ratio=cfg['expand_ratio'],
+                    dilation=prev_dilation if j == 0 else dilation, deploy=deploy,
+                    **norm_act))
+                in_ch = out_ch
+            if i >= 2:
+                blocks.append(MobileViTv2Block(
+                    out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
+                    mlp_ratio=cfg['mlp_ratio'], patch_size=cfg['patch_size'],
+                    dilation=dilation, transformer_norm_cfg=transformer_norm_cfg,
+                    drop=drop_rate, attn_drop=attn_drop_rate,
+                    drop_path=dpr[i - 2].tolist(),
+                    deploy=deploy, **norm_act))
+            self.stages.append(nn.Sequential(*blocks))
+            strides.append(net_stride)
+        self.out_channels = [cfg['channels'][i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
+        self._freeze_stages()
+
+    @classmethod
+    def check_arch(cls, settings: Dict) -> None:
+        cls.check_arch_lengths(settings, dict(channels=5, transformer_dims=3, depths=3))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
+        outs = []
+        x = self.run_checkpointed(self.stem, x)
+        for i in range(self.out_indices[-1] + 1):
+            for block in self.stages[i]:
+                x = self.run_checkpointed(block, x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """The stem and L1..L(frozen_stages)."""
+        return [self.stem] + list(self.stages[:self.frozen_stages])
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
+        if self.init_cfg is None:
+            if not self._is_init:
+                for module in self.modules():
+                    if isinstance(module, nn.Conv2d):
+                        nn.init.kaiming_normal_(module.weight, mode='fan_out',
+                                                nonlinearity='relu')
+                        if module.bias is not None:
+                            nn.init.zeros_(module.bias)
+                    elif isinstance(module, (nn.GroupNorm, _BatchNorm)) and module.affine:
+                        nn.init.ones_(module.weight)
+                        nn.init.zeros_(module.bias)
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def convert_state_dict(self, state_dict, source):
+        """timm / cvnets / HF / hybridvit layouts -> hybridvit names; classifier and
+        segmentation-head keys are dropped.
+
+        Raises:
+            CheckpointMismatchError: not a MobileViTv2 layout, or fused (deploy) weights for a
+                training model.
+        """
+        try:
+            converted, dropped = convert_mobilevitv2_state_dict(state_dict)
+        except ValueError as err:
+            raise CheckpointMismatchError(f'{source}: {err}') from err
+        has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
+        if not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
+            raise CheckpointMismatchError(
+                f'{source} holds BN-fused (deploy) weights: build MobileViTv2 with deploy=True '
+                'to load it')
+        return converted, dropped

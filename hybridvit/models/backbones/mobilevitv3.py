@@ -1,0 +1,223 @@
+"""MobileViTv3 backbone for dense prediction (mmdet / mmseg).
+
+Paper: "MobileViTv3: Mobile-Friendly Vision Transformer with Simple and Effective Fusion of Local,
+Global and Input Features", Wadekar & Chaurasia, 2022, https://arxiv.org/abs/2209.15159.
+Authors' code: https://github.com/micronDLA/MobileViTv3 (patches of ml-cvnets: ``MobileViTv3-v1``
+for XXS / XS / S, ``MobileViTv3-v2`` for 0.5 / 0.75 / 1.0). Their checkpoints are in ml-cvnets'
+layout and load through the v1 / v2 converters. Written from scratch for hybridvit.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from hybridvit.registry import MODELS
+from hybridvit.utils.errors import UserError
+from ..layers.conv_bn import ConvNormAct
+from ..layers.mobilevit_block import InvertedResidual
+from ..layers.mobilevitv2_block import MobileViTv2Block
+from ..layers.mobilevitv3_block import MobileViTv3Block
+from ..utils.checkpoint import CheckpointMismatchError
+from ..utils.mobilevit_converters import convert_mobilevit_state_dict
+from ..utils.mobilevitv2_converters import convert_mobilevitv2_state_dict
+from .base import HybridBackbone
+from .mobilevitv2 import mobilevitv2_arch
+
+__all__ = ['MobileViTv3']
+
+
+@MODELS.register_module()
+class MobileViTv3(HybridBackbone):
+    """MobileViTv3 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
+
+    Paper: https://arxiv.org/abs/2209.15159. Two families share the v3 block changes (depthwise
+    local conv, fusion of local and global features, input residual):
+
+    * ``'xxs'``, ``'xs'``, ``'s'`` (``base='v1'``): MobileViT v1's layout with wider L3..L5
+      (authors' ``*_small_v3`` configurations), multi-head attention with LayerNorm, a 1x1
+      fusion (:class:`~hybridvit.models.layers.mobilevitv3_block.MobileViTv3Block`) and the
+      final 1x1 expansion ``min(4 * C5, 960)`` (``final_expansion``);
+    * ``'0.5'``, ``'0.75'``, ``'1.0'`` (``base='v2'``): MobileViTv2's layout (same channels),
+      separable attention with GroupNorm, ``conv_proj`` over [global, local] plus the input
+      (:class:`~hybridvit.models.layers.mobilevitv2_block.MobileViTv2Block`, ``fuse_local``).
+
+    Inputs are RGB in [0, 1] (``mean=0, std=255`` on 0-255 images), as in the pretraining.
+
+    Args:
+        arch: a name above or a dict with keys ``base`` (``'v1'`` / ``'v2'``), ``channels``
+            (5), ``transformer_dims`` (3), ``depths`` (3), ``stem_channels`` and optionally
+            ``expand_ratio`` (2.0), ``final_channels`` (``None``: no expansion conv),
+            ``num_heads`` (4, v1 only), ``mlp_ratio`` (2.0), ``patch_size`` (2).
+        out_indices: stages to output, 0 = L1 (stride 2) ... 4 = L5 (stride 32).
+        output_stride: 32, 16 or 8 (dilation instead of the last strides, as in MobileViT /
+            MobileViTv2).
+        final_expansion: apply the final 1x1 expansion to the L5 output (v1-based archs; off
+            for DeepLabv3, its weights are then ignored when loading).
+        frozen_stages: ``-1`` none; ``i`` the stem and L1..L(i) (``5`` also the expansion).
+        norm_eval: keep every BatchNorm in eval mode while training.
+        with_cp: gradient checkpointing per block.
+        drop_rate: transformer dropout.
+        attn_drop_rate: attention dropout.
+        norm_cfg: mmcv config of the conv BatchNorms.
+        act_cfg: mmcv activation config (SiLU).
+        transformer_norm_cfg: transformer norm of the v2-based archs (GroupNorm, one group).
+        deploy: build BN-free convs.
+        init_cfg: ``dict(type='Pretrained', checkpoint=...)`` loads the authors' (cvnets
+            layout) or hybridvit weights; ``None`` initialises as cvnets does.
+    """
+
+    arch_zoo = {
+        'xxs': dict(base='v1', channels=(16, 24, 64, 80, 128), transformer_dims=(64, 80, 96),
+                    depths=(2, 4, 3), stem_channels=16, expand_ratio=2.0, final_channels=512),
+        'xs': dict(base='v1', channels=(32, 48, 96, 160, 160), transformer_dims=(96, 120, 144),
+                   depths=(2, 4, 3), stem_channels=16, expand_ratio=4.0, final_channels=640),
+        's': dict(base='v1', channels=(32, 64, 128, 256, 320), transformer_dims=(144, 192, 240),
+                  depths=(2, 4, 3), stem_channels=16, expand_ratio=4.0, final_channels=960),
+        **{name: dict(base='v2', **mobilevitv2_arch(float(name))) for name in ('0.5', '0.75',
+                                                                            '1.0')},
+    }
+    arch_keys = ('base', 'channels', 'transformer_dims', 'depths', 'stem_channels')
+    arch_defaults = dict(expand_ratio=2.0, final_channels=None, num_heads=4, mlp_ratio=2.0,
+                         patch_size=2)
+    num_stages = 5
+
+    def __init__(self,
+                 arch: Union[str, Dict] = '1.0',
+                 out_indices: Sequence[int] = (1, 2, 3, 4),
+                 output_stride: int = 32,
+                 final_expansion: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0,
+                 norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='SiLU'),
+                 transformer_norm_cfg: Dict = dict(type='GN', num_groups=1),
+                 deploy: bool = False,
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None):
+        if isinstance(arch, (int, float)) and not isinstance(arch, bool):
+            arch = str(float(arch))
+        super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
+        if output_stride not in (8, 16, 32):
+            raise UserError(f'MobileViTv3: output_stride must be 8, 16 or 32, got '
+                            f'{output_stride!r}')
+        self.output_stride = output_stride
+        cfg = self.arch_settings
+        v1 = cfg['base'] == 'v1'
+        norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, deploy=deploy, **norm_act)
+        in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
+        self.stages = nn.ModuleList()
+        strides = []
+        for i, out_ch in enumerate(cfg['channels']):
+            stride = 1 if i == 0 else 2
+            prev_dilation = dilation
+            if stride > 1 and net_stride >= output_stride:
+                dilation *= stride
+                stride = 1
+            net_stride *= stride
+            blocks = []
+            for j in range((1, 3 if v1 else 2, 1, 1, 1)[i]):
+                blocks.append(InvertedResidual(
+                    in_ch, out_ch, stride=stride if j == 0 else 1,
+                    expand_ratio=cfg['expand_ratio'],
+                    dilation=prev_dilation if j == 0 else dilation, deploy=deploy, **norm_act))
+                in_ch = out_ch
+            if i >= 2:
+                dim, depth = cfg['transformer_dims'][i - 2], cfg['depths'][i - 2]
+                if v1:
+                    blocks.append(MobileViTv3Block(
+                        out_ch, dim, depth=depth, num_heads=cfg['num_heads'],
+                        mlp_ratio=cfg['mlp_ratio'], patch_size=cfg['patch_size'],
+                        dilation=dilation, drop=drop_rate, attn_drop=attn_drop_rate,
+                        deploy=deploy, **norm_act))
+                else:
+                    blocks.append(MobileViTv2Block(
+                        out_ch, dim, depth=depth, mlp_ratio=cfg['mlp_ratio'],
+                        patch_size=cfg['patch_size'], dilation=dilation,
+                        transformer_norm_cfg=transformer_norm_cfg, drop=drop_rate,
+                        attn_drop=attn_drop_rate, fuse_local=True, deploy=deploy, **norm_act))
+            self.stages.append(nn.Sequential(*blocks))
+            strides.append(net_stride)
+        stage_channels = list(cfg['channels'])
+        self.final_conv = None
+        if final_expansion and cfg['final_channels']:
+            self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, deploy=deploy,
+                                          **norm_act)
+            stage_channels[-1] = cfg['final_channels']
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
+        self._freeze_stages()
+
+    @classmethod
+    def check_arch(cls, settings: Dict) -> None:
+        cls.check_arch_lengths(settings, dict(channels=5, transformer_dims=3, depths=3))
+        if settings['base'] not in ('v1', 'v2'):
+            raise UserError(f"MobileViTv3 arch['base'] must be 'v1' or 'v2', got "
+                            f"{settings['base']!r}")
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
+        outs = []
+        x = self.run_checkpointed(self.stem, x)
+        for i in range(self.out_indices[-1] + 1):
+            for block in self.stages[i]:
+                x = self.run_checkpointed(block, x)
+            if i in self.out_indices:
+                if i == self.num_stages - 1 and self.final_conv is not None:
+                    outs.append(self.run_checkpointed(self.final_conv, x))
+                else:
+                    outs.append(x)
+        return tuple(outs)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """The stem, L1..L(frozen_stages) and, for ``frozen_stages=5``, the expansion."""
+        modules = [self.stem] + list(self.stages[:self.frozen_stages])
+        if self.frozen_stages == self.num_stages and self.final_conv is not None:
+            modules.append(self.final_conv)
+        return modules
+
+    def init_weights(self) -> None:
+        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
+        if self.init_cfg is None:
+            if not self._is_init:
+                for module in self.modules():
+                    if isinstance(module, nn.Conv2d):
+                        nn.init.kaiming_normal_(module.weight, mode='fan_out',
+                                                nonlinearity='relu')
+                        if module.bias is not None:
+                            nn.init.zeros_(module.bias)
+                    elif isinstance(module, nn.Linear):
+                        nn.init.trunc_normal_(module.weight, std=0.02)
+                        if module.bias is not None:
+                            nn.init.zeros_(module.bias)
+                    elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, _BatchNorm)) and \
+                            module.weight is not None:
+                        nn.init.ones_(module.weight)
+                        nn.init.zeros_(module.bias)
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def convert_state_dict(self, state_dict, source):
+        """Authors' (ml-cvnets layout) / hybridvit weights -> hybridvit names: the v1 rules for
+        XXS / XS / S, the v2 rules for 0.5 / 0.75 / 1.0; classifier and head keys dropped."""
+        convert = (convert_mobilevit_state_dict if self.arch_settings['base'] == 'v1'
+                   else convert_mobilevitv2_state_dict)
+        try:
+            converted, dropped = convert(state_dict)
+        except ValueError as err:
+            raise CheckpointMismatchError(f'{source}: {err}') from err
+        if self.final_conv is None:
+            for key in [k for k in converted if k.startswith('final_conv.')]:
+                del converted[key]
+                dropped.append(key)
+        has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
+        if not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
+            raise CheckpointMismatchError(
+                f'{source} holds BN-fused (deploy) weights: build MobileViTv3 with deploy=True '
+                'to load it')
+        return converted, dropped

@@ -1,0 +1,51 @@
+"""Camera-frame predictions from the weak-perspective camera (FreiHAND's ``recover_root``)."""
+import numpy as np
+import torch
+
+from hybridvit.models.heads.hand_camera import recover_root, weak_perspective_to_camera
+
+
+def _scene():
+    rng = np.random.default_rng(0)
+    joints = rng.normal(scale=0.03, size=(2, 21, 3)) + np.array([[0.02, -0.03, 0.6]])
+    joints[1] += np.array([-0.05, 0.02, 0.15])
+    # fx == fy: the official formula uses their mean (FreiHAND cameras have fx ~ fy)
+    K = np.array([[[290.0, 0, 62.0], [0, 290.0, 66.0], [0, 0, 1]]] * 2)
+    return torch.tensor(joints), torch.tensor(K)
+
+
+def test_recover_root_is_the_official_formula():
+    joints, K = _scene()
+    root = joints[:, 0]
+    uv = (K @ root[..., None])[..., 0]
+    uv = uv[:, :2] / uv[:, 2:]
+    focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
+    # the ortho scale the official mano entries hold: focal / z_root (pixels per metre)
+    torch.testing.assert_close(recover_root(uv, focal / root[:, 2], K), root)
+
+
+def test_camera_consistent_with_the_image_gives_back_the_root():
+    joints, K = _scene()
+    size = 128
+    root = joints[:, :1]
+    uv = (K @ root.transpose(1, 2)).transpose(1, 2)[:, 0]  # (B, 3)
+    uv = uv[:, :2] / uv[:, 2:]
+    fx = K[:, 0, 0]
+    # weak perspective at the root depth: s = 2 f / (W z), t = root position in [-1, 1]
+    cam = torch.cat([(2 * 0.5 * (fx + K[:, 1, 1]) / (size * root[:, 0, 2]))[:, None],
+                     uv / size * 2 - 1], dim=1)
+    rel = joints - root
+    out = weak_perspective_to_camera(rel, rel, cam, K, (size, size))
+    torch.testing.assert_close(out['root'], root[:, 0])
+    torch.testing.assert_close(out['joints'], joints)
+    # a hand predicted at half size projects the same with twice the scale: the reference bone
+    # restores both its size and its depth
+    bone = (joints[:, 10] - joints[:, 9]).norm(dim=-1)
+    half = weak_perspective_to_camera(rel / 2, rel / 2, cam * torch.tensor([2.0, 1, 1]), K,
+                                      (size, size), ref_bone=bone)
+    torch.testing.assert_close(half['joints'], joints)
+    torch.testing.assert_close(half['size_factor'], torch.full((2,), 2.0, dtype=torch.float64))
+    # without the reference it stays half size, at half the depth
+    naive = weak_perspective_to_camera(rel / 2, rel / 2, cam * torch.tensor([2.0, 1, 1]), K,
+                                       (size, size))
+    torch.testing.assert_close(naive['root'][:, 2], root[:, 0, 2] / 2)
