@@ -46,7 +46,9 @@ def setup(tmp_path_factory):
     cfg = Config.fromfile(osp.join(ROOT, CONFIG))
     cfg.model.head.faces = osp.join(labelled, 'mesh_faces.json')
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('hybridvit'):  # other tests may leave mmdet/mmseg
+        model = MODELS.build(cfg.model)
     with torch.no_grad():  # a camera that puts hands at varied depths and places
         model.head.fc_cam.weight.normal_(0, 0.05)
         model.head.fc_out.weight.normal_(0, 0.01)

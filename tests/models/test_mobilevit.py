@@ -171,7 +171,7 @@ def test_detect_format_and_unknown_layout():
     ours = MobileViT('xxs').state_dict()
     assert detect_mobilevit_format(ours) == 'hybridvit'
     assert detect_mobilevit_format(timm.create_model('mobilevit_xxs').state_dict()) == 'timm'
-    with pytest.raises(ValueError, match='unrecognised MobileViT'):
+    with pytest.raises(CheckpointMismatchError, match='unrecognised MobileViT'):
         detect_mobilevit_format({'features.0.weight': torch.zeros(1)})
 
 

@@ -212,7 +212,7 @@ class MobileViT(HybridBackbone):
         """
         try:
             converted, dropped = convert_mobilevit_state_dict(state_dict)
-        except ValueError as err:
+        except (ValueError, CheckpointMismatchError) as err:
             raise CheckpointMismatchError(f'{source}: {err}') from err
         if self.final_conv is None:
             for key in [k for k in converted if k.startswith('final_conv.')]:
