@@ -11,15 +11,15 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
 from ..layers.conv_bn import ConvNormAct
-from ..layers.mobilevit_block import InvertedResidual, MobileViTBlock
-from ..utils.checkpoint import CheckpointMismatchError
+from ..layers.mobilevit_block import MobileViTBlock
 from ..utils.mobilevit_converters import convert_mobilevit_state_dict
 from .base import HybridBackbone
+from .mobilevit_stages import (build_mv2_stages, convert_checked, forward_stages,
+                               init_without_cfg, stage_frozen_modules)
 
 __all__ = ['MobileViT']
 
@@ -108,43 +108,25 @@ class MobileViT(HybridBackbone):
 
         cfg = self.arch_settings
         norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, deploy=deploy, **norm_act)
-        in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
-        self.stages = nn.ModuleList()
-        self.out_strides: List[int] = []
-        stage_channels = []
-        for i, out_ch in enumerate(cfg['channels']):
-            stride = 1 if i == 0 else 2
-            prev_dilation = dilation
-            if stride > 1 and net_stride >= output_stride:
-                dilation *= stride
-                stride = 1
-            net_stride *= stride
-            blocks = []
-            for j in range(self._mv2_blocks[i]):
-                blocks.append(InvertedResidual(
-                    in_ch, out_ch, stride=stride if j == 0 else 1,
-                    expand_ratio=cfg['expand_ratio'],
-                    dilation=prev_dilation if j == 0 else dilation, deploy=deploy,
-                    **norm_act))
-                in_ch = out_ch
-            if i >= 2:
-                blocks.append(MobileViTBlock(
-                    out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
-                    num_heads=cfg['num_heads'], mlp_ratio=cfg['mlp_ratio'],
-                    patch_size=cfg['patch_size'], dilation=dilation, drop=drop_rate,
-                    attn_drop=attn_drop_rate, deploy=deploy, **norm_act))
-            self.stages.append(nn.Sequential(*blocks))
-            self.out_strides.append(net_stride)
-            stage_channels.append(out_ch)
+
+        def global_block(i: int, out_ch: int, dilation: int) -> nn.Module:
+            return MobileViTBlock(
+                out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
+                num_heads=cfg['num_heads'], mlp_ratio=cfg['mlp_ratio'],
+                patch_size=cfg['patch_size'], dilation=dilation, drop=drop_rate,
+                attn_drop=attn_drop_rate, deploy=deploy, **norm_act)
+
+        self.stem, self.stages, strides, in_ch = build_mv2_stages(
+            cfg['stem_channels'], cfg['channels'], self._mv2_blocks, cfg['expand_ratio'],
+            output_stride, global_block, norm_act, deploy)
+        stage_channels = list(cfg['channels'])
+        self.final_conv = None
         if final_expansion:
             self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, deploy=deploy,
                                           **norm_act)
             stage_channels[-1] = cfg['final_channels']
-        else:
-            self.final_conv = None
         self.out_channels = [stage_channels[i] for i in self.out_indices]
-        self.out_strides = [self.out_strides[i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
         self._freeze_stages()
 
     @classmethod
@@ -155,52 +137,18 @@ class MobileViT(HybridBackbone):
                 raise UserError(f'MobileViT arch transformer_dims {settings["transformer_dims"]} '
                                 f'must be divisible by num_heads={settings["num_heads"]}')
 
-    # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
-        outs = []
-        x = self.run_checkpointed(self.stem, x)
-        last = self.out_indices[-1]
-        for i in range(last + 1):
-            for block in self.stages[i]:
-                x = self.run_checkpointed(block, x)
-            if i in self.out_indices:
-                if i == self.num_stages - 1 and self.final_conv is not None:
-                    outs.append(self.run_checkpointed(self.final_conv, x))
-                else:
-                    outs.append(x)
-        return tuple(outs)
+        return forward_stages(self, x, self.final_conv)
 
     def frozen_modules(self) -> List[nn.Module]:
         """The stem, L1..L(frozen_stages) and, for ``frozen_stages=5``, the final expansion."""
-        modules = [self.stem] + list(self.stages[:self.frozen_stages])
-        if self.frozen_stages == self.num_stages and self.final_conv is not None:
-            modules.append(self.final_conv)
-        return modules
+        return stage_frozen_modules(self, self.final_conv)
 
     def init_weights(self) -> None:
         """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
-        if self.init_cfg is None:
-            if not self._is_init:
-                self._init_from_scratch()
-            self._is_init = True
-            return
-        super().init_weights()
-
-    def _init_from_scratch(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, (nn.LayerNorm, _BatchNorm)):
-                if module.weight is not None:
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
+        if not init_without_cfg(self):
+            super().init_weights()
 
     def convert_state_dict(self, state_dict, source):
         """timm / cvnets / hybridvit layouts -> hybridvit names; classifier keys (and the final
@@ -210,17 +158,4 @@ class MobileViT(HybridBackbone):
             CheckpointMismatchError: not a MobileViT v1 layout, or fused (deploy) weights for a
                 training model.
         """
-        try:
-            converted, dropped = convert_mobilevit_state_dict(state_dict)
-        except (ValueError, CheckpointMismatchError) as err:
-            raise CheckpointMismatchError(f'{source}: {err}') from err
-        if self.final_conv is None:
-            for key in [k for k in converted if k.startswith('final_conv.')]:
-                del converted[key]
-                dropped.append(key)
-        has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
-        if not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
-            raise CheckpointMismatchError(
-                f'{source} holds BN-fused (deploy) weights: build MobileViT with deploy=True to '
-                'load it')
-        return converted, dropped
+        return convert_checked(self, convert_mobilevit_state_dict, state_dict, source)

@@ -13,16 +13,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from timm.layers import make_divisible
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
-from ..layers.conv_bn import ConvNormAct
-from ..layers.mobilevit_block import InvertedResidual
 from ..layers.mobilevitv2_block import MobileViTv2Block
-from ..utils.checkpoint import CheckpointMismatchError
 from ..utils.mobilevitv2_converters import convert_mobilevitv2_state_dict
 from .base import HybridBackbone
+from .mobilevit_stages import (build_mv2_stages, convert_checked, forward_stages,
+                               init_without_cfg, stage_frozen_modules)
 
 __all__ = ['MobileViTv2']
 
@@ -121,36 +119,19 @@ class MobileViTv2(HybridBackbone):
 
         cfg = self.arch_settings
         norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, deploy=deploy, **norm_act)
         dpr = torch.linspace(0, drop_path_rate, sum(cfg['depths'])).split(list(cfg['depths']))
-        in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
-        self.stages = nn.ModuleList()
-        strides = []
-        for i, out_ch in enumerate(cfg['channels']):
-            stride = 1 if i == 0 else 2
-            prev_dilation = dilation
-            if stride > 1 and net_stride >= output_stride:
-                dilation *= stride
-                stride = 1
-            net_stride *= stride
-            blocks = []
-            for j in range(self._mv2_blocks[i]):
-                blocks.append(InvertedResidual(
-                    in_ch, out_ch, stride=stride if j == 0 else 1,
-                    expand_ratio=cfg['expand_ratio'],
-                    dilation=prev_dilation if j == 0 else dilation, deploy=deploy,
-                    **norm_act))
-                in_ch = out_ch
-            if i >= 2:
-                blocks.append(MobileViTv2Block(
-                    out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
-                    mlp_ratio=cfg['mlp_ratio'], patch_size=cfg['patch_size'],
-                    dilation=dilation, transformer_norm_cfg=transformer_norm_cfg,
-                    drop=drop_rate, attn_drop=attn_drop_rate,
-                    drop_path=dpr[i - 2].tolist(),
-                    deploy=deploy, **norm_act))
-            self.stages.append(nn.Sequential(*blocks))
-            strides.append(net_stride)
+
+        def global_block(i: int, out_ch: int, dilation: int) -> nn.Module:
+            return MobileViTv2Block(
+                out_ch, cfg['transformer_dims'][i - 2], depth=cfg['depths'][i - 2],
+                mlp_ratio=cfg['mlp_ratio'], patch_size=cfg['patch_size'], dilation=dilation,
+                transformer_norm_cfg=transformer_norm_cfg, drop=drop_rate,
+                attn_drop=attn_drop_rate, drop_path=dpr[i - 2].tolist(), deploy=deploy,
+                **norm_act)
+
+        self.stem, self.stages, strides, _ = build_mv2_stages(
+            cfg['stem_channels'], cfg['channels'], self._mv2_blocks, cfg['expand_ratio'],
+            output_stride, global_block, norm_act, deploy)
         self.out_channels = [cfg['channels'][i] for i in self.out_indices]
         self.out_strides = [strides[i] for i in self.out_indices]
         self._freeze_stages()
@@ -159,39 +140,18 @@ class MobileViTv2(HybridBackbone):
     def check_arch(cls, settings: Dict) -> None:
         cls.check_arch_lengths(settings, dict(channels=5, transformer_dims=3, depths=3))
 
-    # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
-        outs = []
-        x = self.run_checkpointed(self.stem, x)
-        for i in range(self.out_indices[-1] + 1):
-            for block in self.stages[i]:
-                x = self.run_checkpointed(block, x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return forward_stages(self, x)
 
     def frozen_modules(self) -> List[nn.Module]:
         """The stem and L1..L(frozen_stages)."""
-        return [self.stem] + list(self.stages[:self.frozen_stages])
+        return stage_frozen_modules(self)
 
-    # ------------------------------------------------------------------ weights
     def init_weights(self) -> None:
         """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
-        if self.init_cfg is None:
-            if not self._is_init:
-                for module in self.modules():
-                    if isinstance(module, nn.Conv2d):
-                        nn.init.kaiming_normal_(module.weight, mode='fan_out',
-                                                nonlinearity='relu')
-                        if module.bias is not None:
-                            nn.init.zeros_(module.bias)
-                    elif isinstance(module, (nn.GroupNorm, _BatchNorm)) and module.affine:
-                        nn.init.ones_(module.weight)
-                        nn.init.zeros_(module.bias)
-            self._is_init = True
-            return
-        super().init_weights()
+        if not init_without_cfg(self):
+            super().init_weights()
 
     def convert_state_dict(self, state_dict, source):
         """timm / cvnets / HF / hybridvit layouts -> hybridvit names; classifier and
@@ -201,13 +161,4 @@ class MobileViTv2(HybridBackbone):
             CheckpointMismatchError: not a MobileViTv2 layout, or fused (deploy) weights for a
                 training model.
         """
-        try:
-            converted, dropped = convert_mobilevitv2_state_dict(state_dict)
-        except ValueError as err:
-            raise CheckpointMismatchError(f'{source}: {err}') from err
-        has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
-        if not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
-            raise CheckpointMismatchError(
-                f'{source} holds BN-fused (deploy) weights: build MobileViTv2 with deploy=True '
-                'to load it')
-        return converted, dropped
+        return convert_checked(self, convert_mobilevitv2_state_dict, state_dict, source)

@@ -10,18 +10,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
 from ..layers.conv_bn import ConvNormAct
-from ..layers.mobilevit_block import InvertedResidual
 from ..layers.mobilevitv2_block import MobileViTv2Block
 from ..layers.mobilevitv3_block import MobileViTv3Block
-from ..utils.checkpoint import CheckpointMismatchError
 from ..utils.mobilevit_converters import convert_mobilevit_state_dict
 from ..utils.mobilevitv2_converters import convert_mobilevitv2_state_dict
 from .base import HybridBackbone
+from .mobilevit_stages import (build_mv2_stages, convert_checked, forward_stages,
+                               init_without_cfg, stage_frozen_modules)
 from .mobilevitv2 import mobilevitv2_arch
 
 __all__ = ['MobileViTv3']
@@ -108,40 +107,24 @@ class MobileViTv3(HybridBackbone):
         cfg = self.arch_settings
         v1 = cfg['base'] == 'v1'
         norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.stem = ConvNormAct(3, cfg['stem_channels'], 3, stride=2, deploy=deploy, **norm_act)
-        in_ch, net_stride, dilation = cfg['stem_channels'], 2, 1
-        self.stages = nn.ModuleList()
-        strides = []
-        for i, out_ch in enumerate(cfg['channels']):
-            stride = 1 if i == 0 else 2
-            prev_dilation = dilation
-            if stride > 1 and net_stride >= output_stride:
-                dilation *= stride
-                stride = 1
-            net_stride *= stride
-            blocks = []
-            for j in range((1, 3 if v1 else 2, 1, 1, 1)[i]):
-                blocks.append(InvertedResidual(
-                    in_ch, out_ch, stride=stride if j == 0 else 1,
-                    expand_ratio=cfg['expand_ratio'],
-                    dilation=prev_dilation if j == 0 else dilation, deploy=deploy, **norm_act))
-                in_ch = out_ch
-            if i >= 2:
-                dim, depth = cfg['transformer_dims'][i - 2], cfg['depths'][i - 2]
-                if v1:
-                    blocks.append(MobileViTv3Block(
-                        out_ch, dim, depth=depth, num_heads=cfg['num_heads'],
-                        mlp_ratio=cfg['mlp_ratio'], patch_size=cfg['patch_size'],
-                        dilation=dilation, drop=drop_rate, attn_drop=attn_drop_rate,
-                        deploy=deploy, **norm_act))
-                else:
-                    blocks.append(MobileViTv2Block(
-                        out_ch, dim, depth=depth, mlp_ratio=cfg['mlp_ratio'],
-                        patch_size=cfg['patch_size'], dilation=dilation,
-                        transformer_norm_cfg=transformer_norm_cfg, drop=drop_rate,
-                        attn_drop=attn_drop_rate, fuse_local=True, deploy=deploy, **norm_act))
-            self.stages.append(nn.Sequential(*blocks))
-            strides.append(net_stride)
+
+        def global_block(i: int, out_ch: int, dilation: int) -> nn.Module:
+            dim, depth = cfg['transformer_dims'][i - 2], cfg['depths'][i - 2]
+            if v1:
+                return MobileViTv3Block(
+                    out_ch, dim, depth=depth, num_heads=cfg['num_heads'],
+                    mlp_ratio=cfg['mlp_ratio'], patch_size=cfg['patch_size'],
+                    dilation=dilation, drop=drop_rate, attn_drop=attn_drop_rate,
+                    deploy=deploy, **norm_act)
+            return MobileViTv2Block(
+                out_ch, dim, depth=depth, mlp_ratio=cfg['mlp_ratio'],
+                patch_size=cfg['patch_size'], dilation=dilation,
+                transformer_norm_cfg=transformer_norm_cfg, drop=drop_rate,
+                attn_drop=attn_drop_rate, fuse_local=True, deploy=deploy, **norm_act)
+
+        self.stem, self.stages, strides, in_ch = build_mv2_stages(
+            cfg['stem_channels'], cfg['channels'], (1, 3 if v1 else 2, 1, 1, 1),
+            cfg['expand_ratio'], output_stride, global_block, norm_act, deploy)
         stage_channels = list(cfg['channels'])
         self.final_conv = None
         if final_expansion and cfg['final_channels']:
@@ -161,63 +144,20 @@ class MobileViTv3(HybridBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
-        outs = []
-        x = self.run_checkpointed(self.stem, x)
-        for i in range(self.out_indices[-1] + 1):
-            for block in self.stages[i]:
-                x = self.run_checkpointed(block, x)
-            if i in self.out_indices:
-                if i == self.num_stages - 1 and self.final_conv is not None:
-                    outs.append(self.run_checkpointed(self.final_conv, x))
-                else:
-                    outs.append(x)
-        return tuple(outs)
+        return forward_stages(self, x, self.final_conv)
 
     def frozen_modules(self) -> List[nn.Module]:
         """The stem, L1..L(frozen_stages) and, for ``frozen_stages=5``, the expansion."""
-        modules = [self.stem] + list(self.stages[:self.frozen_stages])
-        if self.frozen_stages == self.num_stages and self.final_conv is not None:
-            modules.append(self.final_conv)
-        return modules
+        return stage_frozen_modules(self, self.final_conv)
 
     def init_weights(self) -> None:
         """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
-        if self.init_cfg is None:
-            if not self._is_init:
-                for module in self.modules():
-                    if isinstance(module, nn.Conv2d):
-                        nn.init.kaiming_normal_(module.weight, mode='fan_out',
-                                                nonlinearity='relu')
-                        if module.bias is not None:
-                            nn.init.zeros_(module.bias)
-                    elif isinstance(module, nn.Linear):
-                        nn.init.trunc_normal_(module.weight, std=0.02)
-                        if module.bias is not None:
-                            nn.init.zeros_(module.bias)
-                    elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, _BatchNorm)) and \
-                            module.weight is not None:
-                        nn.init.ones_(module.weight)
-                        nn.init.zeros_(module.bias)
-            self._is_init = True
-            return
-        super().init_weights()
+        if not init_without_cfg(self):
+            super().init_weights()
 
     def convert_state_dict(self, state_dict, source):
         """Authors' (ml-cvnets layout) / hybridvit weights -> hybridvit names: the v1 rules for
         XXS / XS / S, the v2 rules for 0.5 / 0.75 / 1.0; classifier and head keys dropped."""
         convert = (convert_mobilevit_state_dict if self.arch_settings['base'] == 'v1'
                    else convert_mobilevitv2_state_dict)
-        try:
-            converted, dropped = convert(state_dict)
-        except ValueError as err:
-            raise CheckpointMismatchError(f'{source}: {err}') from err
-        if self.final_conv is None:
-            for key in [k for k in converted if k.startswith('final_conv.')]:
-                del converted[key]
-                dropped.append(key)
-        has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
-        if not self.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
-            raise CheckpointMismatchError(
-                f'{source} holds BN-fused (deploy) weights: build MobileViTv3 with deploy=True '
-                'to load it')
-        return converted, dropped
+        return convert_checked(self, convert, state_dict, source)

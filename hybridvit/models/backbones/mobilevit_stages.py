@@ -1,0 +1,153 @@
+"""What the MobileViT v1 / v2 / v3 backbones share: the MV2 stage layout with its dilation
+schedule, the forward pass, the frozen modules and cvnets' from-scratch initialisation.
+
+All three (https://arxiv.org/abs/2110.02178, https://arxiv.org/abs/2206.02680,
+https://arxiv.org/abs/2209.15159) have a 3x3 stride-2 stem and five stages L1..L5 at strides
+2..32: MobileNetV2 inverted residuals ("MV2"), the first one strided (except in L1), and in
+L3..L5 one family-specific global block after them. For ``output_stride`` 16 (8) the stride-2
+MV2 of L5 (and L4) gets stride 1 and the following 3x3 convs are dilated (2, then 4), as in cvnets'
+DeepLabv3 and timm: the strided MV2's depthwise conv keeps the preceding dilation, the blocks
+after it take the new one.
+"""
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..layers.conv_bn import ConvNormAct
+from ..layers.mobilevit_block import InvertedResidual
+from ..utils.checkpoint import CheckpointMismatchError
+
+__all__ = ['build_mv2_stages', 'forward_stages', 'stage_frozen_modules', 'init_from_scratch',
+           'convert_checked', 'init_without_cfg']
+
+# (stage index, out channels, dilation) -> the global block of L3..L5
+GlobalBlockFn = Callable[[int, int, int], nn.Module]
+
+
+def build_mv2_stages(stem_channels: int, channels: Sequence[int], mv2_blocks: Sequence[int],
+                     expand_ratio: float, output_stride: int, global_block: GlobalBlockFn,
+                     norm_act: Dict, deploy: bool
+                     ) -> Tuple[nn.Module, nn.ModuleList, List[int], int]:
+    """Build the stem and the five stages.
+
+    Args:
+        stem_channels: stem output channels.
+        channels: output channels of L1..L5.
+        mv2_blocks: MV2 blocks per stage.
+        expand_ratio: MV2 expansion.
+        output_stride: 32, 16 or 8.
+        global_block: called as ``global_block(i, out_channels, dilation)`` for i = 2, 3, 4.
+        norm_act: ``dict(norm_cfg=..., act_cfg=...)`` of the convs.
+        deploy: build fused convs.
+
+    Returns:
+        ``(stem, stages, strides, last_channels)``: ``strides`` per stage.
+    """
+    stem = ConvNormAct(3, stem_channels, 3, stride=2, deploy=deploy, **norm_act)
+    in_ch, net_stride, dilation = stem_channels, 2, 1
+    stages, strides = nn.ModuleList(), []
+    for i, out_ch in enumerate(channels):
+        stride = 1 if i == 0 else 2
+        prev_dilation = dilation
+        if stride > 1 and net_stride >= output_stride:
+            dilation *= stride
+            stride = 1
+        net_stride *= stride
+        blocks = []
+        for j in range(mv2_blocks[i]):
+            blocks.append(InvertedResidual(
+                in_ch, out_ch, stride=stride if j == 0 else 1, expand_ratio=expand_ratio,
+                dilation=prev_dilation if j == 0 else dilation, deploy=deploy, **norm_act))
+            in_ch = out_ch
+        if i >= 2:
+            blocks.append(global_block(i, out_ch, dilation))
+        stages.append(nn.Sequential(*blocks))
+        strides.append(net_stride)
+    return stem, stages, strides, in_ch
+
+
+def forward_stages(backbone, x: torch.Tensor,
+                   final_conv: Optional[nn.Module] = None) -> Tuple[torch.Tensor, ...]:
+    """Stem, then the stages up to the last of ``backbone.out_indices`` (later ones are not
+    computed); ``final_conv`` (if any) is applied to the last stage's output."""
+    outs = []
+    x = backbone.run_checkpointed(backbone.stem, x)
+    last = backbone.num_stages - 1
+    for i in range(backbone.out_indices[-1] + 1):
+        for block in backbone.stages[i]:
+            x = backbone.run_checkpointed(block, x)
+        if i in backbone.out_indices:
+            if i == last and final_conv is not None:
+                outs.append(backbone.run_checkpointed(final_conv, x))
+            else:
+                outs.append(x)
+    return tuple(outs)
+
+
+def stage_frozen_modules(backbone, final_conv: Optional[nn.Module] = None) -> List[nn.Module]:
+    """The stem, L1..L(frozen_stages) and, when every stage is frozen, ``final_conv``."""
+    modules = [backbone.stem] + list(backbone.stages[:backbone.frozen_stages])
+    if backbone.frozen_stages == backbone.num_stages and final_conv is not None:
+        modules.append(final_conv)
+    return modules
+
+
+def init_without_cfg(backbone) -> bool:
+    """``init_weights()`` of a backbone without ``init_cfg``: cvnets' initialisation (once).
+
+    Returns:
+        ``False`` when the backbone has an ``init_cfg`` (the caller defers to the base class).
+    """
+    if backbone.init_cfg is not None:
+        return False
+    if not backbone._is_init:
+        init_from_scratch(backbone)
+    backbone._is_init = True
+    return True
+
+
+def init_from_scratch(model: nn.Module) -> None:
+    """cvnets' initialisation: Kaiming (fan-out) convs, truncated-normal linears, unit norms."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, _BatchNorm)) and \
+                module.weight is not None:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def convert_checked(backbone, convert: Callable[[Dict], Tuple[Dict, List[str]]],
+                    state_dict: Dict[str, torch.Tensor], source: str
+                    ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """``convert(state_dict)`` for a MobileViT-family backbone, then the checks they share.
+
+    The final expansion's keys are dropped when the backbone has one but built it off
+    (``final_conv is None``); BN-fused (deploy) weights for a training model are refused.
+
+    Raises:
+        CheckpointMismatchError: the layout is not recognised (the message names ``source``), or
+            fused weights for ``deploy=False``.
+    """
+    try:
+        converted, dropped = convert(state_dict)
+    except (ValueError, CheckpointMismatchError) as err:
+        raise CheckpointMismatchError(f'{source}: {err}') from err
+    if hasattr(backbone, 'final_conv') and backbone.final_conv is None:
+        for key in [k for k in converted if k.startswith('final_conv.')]:
+            del converted[key]
+            dropped.append(key)
+    has_bn = any('.bn.' in k or k.startswith('bn.') for k in converted)
+    if not backbone.deploy and not has_bn and any(k.endswith('conv.bias') for k in converted):
+        raise CheckpointMismatchError(
+            f'{source} holds BN-fused (deploy) weights: build {type(backbone).__name__} with '
+            'deploy=True to load it')
+    return converted, dropped
