@@ -215,6 +215,19 @@ def test_metric_without_camera_frame_leaves_unaligned_numbers_out(hands):
     assert out['pa_mpjpe'] < 1e-4 and out['rr_mpjpe'] == 0.0
 
 
+def test_metric_reports_mean_2d_keypoint_error_in_pixels(hands):
+    _, joints, verts = hands
+    gt_2d = np.zeros((21, 2))
+    metric = HandMeshMetric()
+    for i, shift in enumerate(([3.0, 4.0], [0.0, 1.0])):  # 5 px and 1 px on every keypoint
+        metric.process({}, [dict(sample_idx=i, pred_joints=joints[i], pred_verts=verts[i],
+                                 gt_joints=joints[i], gt_verts=verts[i],
+                                 pred_keypoints_2d=gt_2d + shift, gt_keypoints_2d=gt_2d)])
+    out = metric.compute_metrics(metric.results)
+    assert out['kp2d_err'] == pytest.approx(3.0)
+    assert out['pa_mpjpe'] < 1e-4
+
+
 def test_server_scores_format():
     metrics = dict(mpjpe=12.5, auc_j=0.25, pa_mpjpe=7.0, pa_auc_j=0.8, mpvpe=float('nan'),
                    auc_v=float('nan'), pa_mpvpe=float('nan'), pa_auc_v=float('nan'), f_5mm=0.1,
