@@ -350,7 +350,7 @@ def test_estimator_trains_and_predicts(mini_root):
     assert set(values) == {f'freihand/{k}' for k in
                            ('mpjpe', 'mpvpe', 'auc_j', 'auc_v', 'f_5mm', 'f_15mm', 'pa_mpjpe',
                             'pa_mpvpe', 'pa_auc_j', 'pa_auc_v', 'pa_f_5mm', 'pa_f_15mm',
-                            'rr_mpjpe')}
+                            'rr_mpjpe', 'kp2d_err')}
     assert preds[0].pred_joints_cam.shape == (21, 3)
     torch.testing.assert_close(preds[0].pred_joints_cam[0], preds[0].pred_root)
     assert all(np.isfinite(v) for v in values.values())
