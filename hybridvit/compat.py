@@ -11,8 +11,9 @@ Process-wide effects of importing :mod:`hybridvit` (nothing else is changed):
    that timm's ``CheckpointSaver`` stores as ``args``, as in Apple's FastViT releases); read
    ``.safetensors`` files (timm's published weights), locally and from URLs; and refuse any
    other pickled object with an error naming the file and the object, unless the user trusted
-   that one file explicitly
-   (:func:`trust_checkpoint`, ``--trust-checkpoint`` in the tools).
+   that one file explicitly (:func:`trust_checkpoint`; the tools that offer
+   ``--trust-checkpoint`` call it and put the option into the error, see
+   :func:`hybridvit.utils.cli.trust_checkpoint_hint`).
 2. **A file backend** named ``'hybridvit_atomic_local'`` is registered with
    ``mmengine.fileio.register_backend`` (a new name; mmengine's ``'local'`` backend is left as
    it is). It writes through a temporary file + rename. The tools point the checkpoint hook at
@@ -44,7 +45,26 @@ _PATCHED = False
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds pickled objects outside the allow-list."""
+    """A checkpoint holds pickled objects outside the allow-list.
+
+    Args:
+        filename: the refused file.
+        detail: what torch refused (``Unsupported global: ...``).
+        hint: how to trust the file, completing "If you trust this file, ..."; defaults to the
+            library call. A tool replaces it with its command-line option
+            (:func:`hybridvit.utils.cli.trust_checkpoint_hint`).
+    """
+
+    def __init__(self, filename: str, detail: str, hint: Optional[str] = None) -> None:
+        super().__init__(filename, detail, hint)  # args: pickles and unpickles as it was built
+        self.filename = filename
+        self.detail = detail
+        self.hint = hint or (f'call hybridvit.compat.trust_checkpoint({filename!r}) before '
+                             'loading it')
+
+    def __str__(self) -> str:
+        return (f'refusing to unpickle checkpoint {self.filename}: {self.detail}. If you trust '
+                f'this file, {self.hint}')
 
 
 class CheckpointReadError(ValueError):
@@ -120,10 +140,7 @@ def safe_torch_load(filename: str, map_location=None):
         # posix.system whose module posix is blocked"
         offending = next((line for line in detail if 'unsupported global' in line.lower()),
                          detail[0])
-        raise UnsafeCheckpointError(
-            f'refusing to unpickle checkpoint {filename}: {offending.strip()}. If you trust this '
-            f'file, pass --trust-checkpoint to the tool (or call '
-            f'hybridvit.compat.trust_checkpoint({filename!r}))') from None
+        raise UnsafeCheckpointError(filename, offending.strip()) from None
 
 
 def _load_safetensors(filename: str):

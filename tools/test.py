@@ -18,7 +18,7 @@ import warnings
 # mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.cli import UserError, run_cli, trust_checkpoint_hint  # noqa: E402
 
 
 def parse_args():
@@ -81,7 +81,8 @@ def main():
 
     # Read the checkpoint before building the runner, then load it strictly: mmengine's
     # non-strict loading would evaluate a mismatched model with random layers.
-    state_dict = read_state_dict(args.checkpoint)
+    with trust_checkpoint_hint('--trust-checkpoint'):
+        state_dict = read_state_dict(args.checkpoint)
     cfg.load_from = None
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model

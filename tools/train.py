@@ -13,7 +13,7 @@ import warnings
 # mmengine imports the deprecated pkg_resources: keep that notice off the tool's stderr
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from hybridvit.utils.cli import UserError, run_cli  # noqa: E402
+from hybridvit.utils.cli import UserError, run_cli, trust_checkpoint_hint  # noqa: E402
 
 
 def parse_args():
@@ -86,7 +86,8 @@ def main():
 
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     build_dataloaders_checked(runner, args.config)
-    runner.train()
+    with trust_checkpoint_hint('--trust-checkpoint {filename}'):  # load_from, resume, init_cfg
+        runner.train()
 
 
 if __name__ == '__main__':

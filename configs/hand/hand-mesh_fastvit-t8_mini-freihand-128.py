@@ -1,6 +1,7 @@
 # Quick recipe on the procedural mini-FreiHAND set (CPU-friendly). Generate the data first:
 #   python tools/dataset_converters/make_mini_freihand.py data/mini_freihand \
-#       --num-train 256 --num-eval 64 --image-size 128
+#       --num-train 1024 --num-eval 64 --image-size 128 --max-tilt 45
+# (hands shown to the camera, palm or back, tilted <= 45 deg, any in-plane rotation)
 # then: python tools/train.py configs/hand/hand-mesh_fastvit-t8_mini-freihand-128.py
 _base_ = ['./_base_hand-mesh_freihand-224.py']
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridvit.utils.atomic import atomic_write
+from hybridvit.utils.errors import UserError
 from . import det_ops as ops
 
 __all__ = ['WholeDetector', 'UnsupportedDetector', 'export_whole_detector',
@@ -360,13 +361,15 @@ def export_whole_detector(wrapper: WholeDetector, example: Tensor, out_file: str
     """Trace ``wrapper`` on ``example`` into ``out_file`` (TorchScript exporter, ``dynamo=False``).
 
     ``dynamic``: height and width of ``image`` are dynamic axes. The number of detections is
-    always dynamic. Raises ``RuntimeError`` when the graph has a non-standard node.
+    always dynamic. Raises :class:`UserError` for ``opset < 16`` and ``RuntimeError`` when the
+    graph has a non-standard node.
     """
     import onnx
 
     from .onnx_export import trace_friendly_shapes
     if opset < 16:
-        raise ValueError(f'opset must be >= 16 (RoiAlign with half_pixel), got {opset}')
+        raise UserError(f'whole-detector export: opset must be >= 16 (RoiAlign with '
+                        f'half_pixel), got {opset}')
     wrapper.eval()
     names = wrapper.output_names
     axes = {'image': {2: 'height', 3: 'width'}} if dynamic else {}
@@ -567,7 +570,6 @@ def export_whole_cli(fused_model: nn.Module, shape: Sequence[int], out_file: str
     """``tools/deploy/export_onnx.py`` for a detection config (the default part): export the
     whole detector with :func:`export_and_check`, print what was checked and written; failures
     become :class:`hybridvit.utils.cli.UserError` (one line, exit 2, nothing written)."""
-    from hybridvit.utils.cli import UserError
     try:
         wrapper = WholeDetector(fused_model)
         export_and_check(fused_model, shape, out_file, dynamic=dynamic, opset=opset)
@@ -648,9 +650,9 @@ class OnnxDetector:
         self.session = ort_session(model_path, threads)
         names = [o.name for o in self.session.get_outputs()]
         if names[:2] != ['dets', 'labels']:
-            raise ValueError(f'{model_path} is not a whole-detector graph (outputs {names}; '
-                             "expected 'dets', 'labels'[, 'masks'] from "
-                             'tools/deploy/export_onnx.py on a detection config)')
+            raise UserError(f'{model_path} is not a whole-detector graph (outputs {names}; '
+                            "expected 'dets', 'labels'[, 'masks'] from "
+                            'tools/deploy/export_onnx.py on a detection config)')
         self.cfg = cfg
         inp = self.session.get_inputs()[0]
         dims = inp.shape[2:]
@@ -703,7 +705,6 @@ def init_onnx_detector(cfg, model_path: str, dataset_meta: dict, threads: int = 
         UserError: the config is not a detection config, or the file is missing / not a
             whole-detector graph.
     """
-    from hybridvit.utils.cli import UserError
     if cfg.get('default_scope') != 'mmdet':
         raise UserError(f'{model_path}: the ONNX Runtime backend runs whole detectors only; '
                         f'config default_scope={cfg.get("default_scope")!r} (expected mmdet)')

@@ -17,16 +17,17 @@ traceback:
 
 A bare ``ValueError`` / ``KeyError`` / ``TypeError`` from anywhere else is a bug: traceback.
 """
+import contextlib
 import os
 import re
 import sys
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from .errors import UserError
 
 __all__ = ['UserError', 'USER_ERRORS', 'run_cli', 'one_line', 'known_upstream_error',
-           'user_error_message', 'is_own_bug', 'UPSTREAM_NOISE']
+           'user_error_message', 'is_own_bug', 'UPSTREAM_NOISE', 'trust_checkpoint_hint']
 
 
 def _user_errors():
@@ -180,6 +181,26 @@ UPSTREAM_NOISE = (
     'The draw is False, it means that the hook for visualization will not take effect',
     '`reduce_zero_label` will be deprecated',
 )
+
+
+@contextlib.contextmanager
+def trust_checkpoint_hint(option: str = '--trust-checkpoint {filename}') -> Iterator[None]:
+    """Inside the block, a checkpoint refused by :func:`hybridvit.compat.safe_torch_load` says
+    how to trust it with the tool's own command-line option.
+
+    The library's message suggests :func:`hybridvit.compat.trust_checkpoint` (library code does
+    not know the options of the tool that calls it); a tool that offers ``--trust-checkpoint``
+    wraps its loading in this block so that the one-line error names the option instead.
+
+    Args:
+        option: the option as the user types it; ``{filename}`` is replaced by the refused file.
+    """
+    from hybridvit.compat import UnsafeCheckpointError
+    try:
+        yield
+    except UnsafeCheckpointError as err:
+        hint = 'pass ' + option.format(filename=err.filename)
+        raise UnsafeCheckpointError(err.filename, err.detail, hint=hint) from err
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:

@@ -19,8 +19,8 @@ CONFIG = 'configs/hand/hand-mesh_fastvit-t8_mini-freihand-128.py'
 @pytest.mark.slow
 def test_hand_mesh_beats_mean_pose(tmp_path):
     data = str(tmp_path / 'mini_freihand')
-    run_tool('tools/dataset_converters/make_mini_freihand.py', data, '--num-train', '256',
-             '--num-eval', '64', '--image-size', '128')
+    run_tool('tools/dataset_converters/make_mini_freihand.py', data, '--num-train', '1024',
+             '--num-eval', '64', '--image-size', '128', '--max-tilt', '45')
     work = str(tmp_path / 'work')
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={data}',
             f'val_dataloader.dataset.data_root={data}', f'test_dataloader.dataset.data_root={data}',
@@ -55,8 +55,8 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
     scores = official_eval(data, osp.join(sub, 'pred.json'))
     print(f'official evaluation of the submission (cm): {scores}')
     # NOTE: issue 15 asks for an unaligned MPJPE within 2x the aligned one; not asserted while
-    # the mini model does not learn the orientation (its weak-perspective scale shrinks and the
-    # recovered depth is ~2x too far: 80.6 cm unaligned vs 1.8 cm aligned, docs/hand_mesh.md).
+    # the mini model does not learn the global orientation (its weak-perspective scale shrinks
+    # and the recovered depth is too far: 52.7 cm unaligned vs 1.8 cm aligned, docs/hand_mesh.md).
     # The file gives the aligned numbers our metric reports:
     assert scores['xyz_al_mean3d'] * 10 == pytest.approx(trained['freihand/pa_mpjpe'], rel=1e-4)
     assert scores['mesh_al_mean3d'] * 10 == pytest.approx(trained['freihand/pa_mpvpe'], rel=1e-4)

@@ -10,6 +10,7 @@ from hybridvit.evaluation.functional import (align_w_scale, fscore, hand_mesh_me
                                              server_scores)
 from hybridvit.evaluation.metrics import HandMeshMetric
 from hybridvit.registry import METRICS
+from hybridvit.utils.errors import UserError
 
 
 def _random_rotation(rng):
@@ -143,13 +144,16 @@ def test_all_zero_prediction_is_finite(hands):
 
 def test_shape_validation(hands):
     _, joints, verts = hands
-    with pytest.raises(ValueError, match='pred_joints'):
+    n = len(joints)
+    with pytest.raises(UserError, match=r'^pred_joints must have 21 points per sample, got '
+                                        rf'shape \({n}, 20, 3\)$'):
         hand_mesh_metrics(joints[:, :20], joints, verts, verts)
-    with pytest.raises(ValueError, match='samples'):
+    with pytest.raises(UserError, match=rf'^pred_joints has 2 samples but gt_joints has {n}$'):
         hand_mesh_metrics(joints[:2], joints, verts, verts)
-    with pytest.raises(ValueError, match=r'\(N, P, 3\)'):
+    with pytest.raises(UserError, match=r'^pred_verts must have shape \(N, P, 3\), got '
+                                        rf'\({n}, {verts.shape[1]}, 2\)$'):
         hand_mesh_metrics(joints, joints, verts[..., :2], verts)
-    with pytest.raises(ValueError, match='NaN'):
+    with pytest.raises(UserError, match='^pred_joints contains NaN or Inf values$'):
         hand_mesh_metrics(joints * np.nan, joints, verts, verts)
 
 

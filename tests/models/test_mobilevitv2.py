@@ -211,9 +211,9 @@ def test_segmentation_checkpoints_drop_heads(timm_050):
 
 def test_unknown_and_v1_layouts_are_named():
     assert detect_mobilevitv2_format(MobileViTv2('0.5').state_dict()) == 'hybridvit'
-    with pytest.raises(ValueError, match='MobileViT v1 checkpoint'):
+    with pytest.raises(CheckpointMismatchError, match='MobileViT v1 checkpoint'):
         detect_mobilevitv2_format(timm.create_model('mobilevit_xxs').state_dict())
-    with pytest.raises(ValueError, match='unrecognised MobileViTv2'):
+    with pytest.raises(CheckpointMismatchError, match='unrecognised MobileViTv2'):
         detect_mobilevitv2_format({'features.0.weight': torch.zeros(1)})
 
 

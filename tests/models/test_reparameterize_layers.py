@@ -9,6 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from hybridvit.models.layers import (ConvBN, ConvFFN, ConvNormAct, MobileOneBlock, PoolingMixer,
                                      RepCPE, ReparamLargeKernelConv, RepMixer, RepMixerBlock)
 from hybridvit.models.utils import reparameterize_model
+from hybridvit.utils.errors import UserError
 
 C = 8
 
@@ -74,7 +75,7 @@ def test_norm_cfg_syncbn_builds_and_fuses():
     assert isinstance(m.conv_kxk[0].bn, nn.SyncBatchNorm)
     # SyncBN runs as BN in eval mode on CPU: the fused conv reproduces it
     assert_fusion_exact(m, torch.randn(2, C, 9, 9))
-    with pytest.raises(ValueError, match='GroupNorm'):
+    with pytest.raises(UserError, match='ConvNormAct folds a BatchNorm.*GroupNorm'):
         ConvNormAct(C, C, 3, norm_cfg=dict(type='GN', num_groups=2))
 
 
@@ -84,7 +85,8 @@ def test_conv_bn_bias_folded_and_deploy_layout():
     fused = assert_fusion_exact(m, torch.randn(1, C, 9, 9))
     deploy = ConvBN(C, C, 5, deploy=True)
     assert deploy.state_dict().keys() == fused.state_dict().keys()
-    with pytest.raises(ValueError, match='groups'):
+    with pytest.raises(UserError, match=rf'^ConvNormAct: in_channels \({C}\) and out_channels '
+                                        r'\(6\) must be divisible by groups \(4\)$'):
         ConvNormAct(C, 6, 3, groups=4)
 
 
@@ -111,7 +113,7 @@ def test_mobileone_channel_change_and_bn_only():
                              act_cfg=None)
     assert bn_only.conv_kxk is None and bn_only.conv_scale is None
     assert_fusion_exact(bn_only, torch.randn(1, C, 7, 7))
-    with pytest.raises(ValueError, match='at least one branch'):
+    with pytest.raises(UserError, match='MobileOneBlock needs at least one branch'):
         MobileOneBlock(C, C, 3, stride=2, num_conv_branches=0, use_scale_branch=False)
 
 

@@ -236,6 +236,40 @@ def test_truncated_checkpoint(tmp_path, ade_root, foreign_checkpoint):
     assert _sha256(path) == before
 
 
+class _RunsCode:
+    """Unpickles to ``os.getcwd()``: any callable a file names would run the same way."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def _unsafe_checkpoint(tmp_path):
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'payload': _RunsCode()}, path)
+    return path
+
+
+def test_test_tool_names_its_trust_option_for_an_unsafe_checkpoint(tmp_path, ade_root):
+    """The library refuses the file naming hybridvit.compat.trust_checkpoint(); the tool's one
+    line names its own option instead."""
+    path = _unsafe_checkpoint(tmp_path)
+    config = write_seg_config(tmp_path, ade_root)
+    proc = run_tool(['tools/test.py', config, path, '--work-dir', str(tmp_path / 'work')])
+    line = assert_user_error(proc, f'refusing to unpickle checkpoint {path}: ', 'getcwd')
+    assert line.endswith('If you trust this file, pass --trust-checkpoint'), line
+    assert 'hybridvit.compat' not in line
+
+
+@pytest.mark.slow  # builds the runner: the tools/test.py variant above covers the default suite
+def test_train_tool_names_its_trust_option_for_an_unsafe_checkpoint(tmp_path, ade_root):
+    path = _unsafe_checkpoint(tmp_path)
+    config = write_seg_config(tmp_path, ade_root)
+    proc = run_tool([TRAIN, config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                     f'load_from={path}'])
+    line = assert_user_error(proc, f'refusing to unpickle checkpoint {path}: ', 'getcwd')
+    assert line.endswith(f'If you trust this file, pass --trust-checkpoint {path}'), line
+
+
 # -------------------------------------------------------------------- configs and datasets
 def test_unknown_backbone_arch(tmp_path, ade_root):
     config = write_seg_config(tmp_path, ade_root)

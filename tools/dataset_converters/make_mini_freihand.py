@@ -19,6 +19,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-versions', type=int, default=4,
                         help='appearance versions of the training images (1-4)')
     parser.add_argument('--image-size', type=int, default=224, help='square image side')
+    parser.add_argument('--max-tilt', type=float, default=90.0,
+                        help='palm or back towards the camera, tilted by at most this many '
+                             'degrees (90: any rotation)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--quiet', action='store_true', help='no progress output')
     return parser.parse_args(argv)
@@ -28,7 +31,8 @@ def main(argv=None):
     args = parse_args(argv)
     make_mini_freihand(args.out_dir, num_train=args.num_train, num_eval=args.num_eval,
                        seed=args.seed, image_size=args.image_size,
-                       num_versions=args.num_versions, verbose=not args.quiet)
+                       num_versions=args.num_versions, max_tilt=args.max_tilt,
+                       verbose=not args.quiet)
 
 
 if __name__ == '__main__':

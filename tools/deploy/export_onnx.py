@@ -94,10 +94,9 @@ def main(argv=None):
         if folded:
             print(f'folded the backbone output norms of stages {folded} into the FPN lateral '
                   'convs')
-    if task.name == 'det' and args.part in ('model', 'whole'):
-        # the whole detector (pre-processing .. NMS, mask pasting), checked against predict()
-        from hybridvit.deploy.detector_onnx import export_whole_cli
-        return export_whole_cli(fused, shape, args.out, args.dynamic, args.opset)
+    exporter = task.onnx_exporter(args.part)  # e.g. the whole detector, checked vs predict()
+    if exporter is not None:
+        return exporter(fused, shape, args.out, args.dynamic, args.opset)
     module, prefix, note = task.exportable_part(fused, args.part)
     reference = task.exportable_part(model, args.part).module
 

@@ -94,6 +94,17 @@ class Task:
         fn, prefix, note = functions[part]
         return ExportPart(OutputsAsTuple(model, fn), prefix, note)
 
+    def onnx_exporter(self, part: str) -> Optional[Callable]:
+        """The task's own ONNX export of ``part``, or None for the generic one (trace
+        :meth:`exportable_part`, compare with ONNX Runtime on a random input).
+
+        A task overrides this for a part that is more than a traced module, e.g. the whole
+        detector with its pre- and post-processing. The callable is
+        ``fn(fused_model, (H, W), out_file, dynamic, opset)``: it exports, checks and prints
+        what ``tools/deploy/export_onnx.py`` reports, and raises :class:`UserError` on failure.
+        """
+        return None
+
     def comparable_outputs(self, model: nn.Module, inputs: torch.Tensor) -> List[torch.Tensor]:
         """Deterministic tensors that a fused model must reproduce (no grad).
 

@@ -1,8 +1,9 @@
 """Object detection / instance segmentation (mmdet detectors): features, boxes and masks.
 
 Parts: ``backbone`` and ``model`` (backbone + neck, ``extract_feat``). RPN proposal decoding +
-NMS and the RoI heads are data-dependent and not in ``model`` (:data:`DET_NOT_EXPORTED`); a
-whole-detector part is added by extending :meth:`DetTask.part_functions`.
+NMS and the RoI heads are data-dependent and not in ``model`` (:data:`DET_NOT_EXPORTED`); the
+ONNX export of ``model`` (or ``whole``) is the whole detector instead
+(:meth:`DetTask.onnx_exporter`, :mod:`hybridvit.deploy.detector_onnx`).
 """
 from hybridvit.utils.errors import UserError
 from hybridvit.utils.outputs import flatten_tensors
@@ -42,10 +43,18 @@ class DetTask(Task):
         return inference_detector(model, img_bgr)
 
     def part_functions(self):
-        # 'neck' = backbone + neck; tools/deploy/export_onnx.py exports 'model' as the whole
-        # detector (hybridvit.deploy.detector_onnx), other tools time / compare extract_feat
+        # 'neck' = backbone + neck; the ONNX export of 'model' is the whole detector
+        # (onnx_exporter), other tools time / compare extract_feat
         return dict(super().part_functions(), model=(_extract_feat, 'feat', DET_NOT_EXPORTED),
                     neck=(_extract_feat, 'feat', DET_NOT_EXPORTED))
+
+    def onnx_exporter(self, part):
+        """``model`` / ``whole``: the whole detector (pre-processing .. NMS, mask pasting),
+        checked against ``predict()``; ``neck`` / ``backbone``: the generic export."""
+        if part in ('model', 'whole'):
+            from hybridvit.deploy.detector_onnx import export_whole_cli
+            return export_whole_cli
+        return None
 
     def comparable_outputs(self, model, inputs):
         """Backbone + neck maps, then the RPN head's raw scores and box deltas."""

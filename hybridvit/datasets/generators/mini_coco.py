@@ -17,8 +17,7 @@ from typing import Dict, List, Sequence, Union
 import cv2
 import numpy as np
 
-from .mini_seg import (check_count, generate_atomically, iter_scenes, parse_image_size,
-                       write_jpeg)
+from .mini_seg import check_generator_args, generate_atomically, iter_scenes, write_jpeg
 from .shapes import OBJECT_CLASSES
 
 __all__ = ['COCO_METAINFO', 'COCO_CATEGORIES', 'mask_to_polygons', 'make_mini_coco']
@@ -92,30 +91,24 @@ def make_mini_coco(out_dir: str, num_train: int = 400, num_val: int = 80,
 
     Args:
         out_dir: dataset root (e.g. ``data/mini_coco``; the config's ``data_root``).
-        num_train: training images.
-        num_val: validation images.
-        image_size: ``int`` or ``(height, width)``.
-        seed: same seed and arguments -> byte-identical files.
-        log_interval: print progress every this many images.
-        quiet: no progress output.
+        num_train, num_val, image_size, seed, log_interval, quiet: as in
+            :func:`~hybridvit.datasets.generators.mini_seg.make_mini_ade`.
 
     Returns:
         The metainfo dict (``classes``, ``palette``) to pass to mmdet's ``CocoDataset``.
     """
-    size = parse_image_size(image_size)
-    num_train, num_val = check_count('num_train', num_train), check_count('num_val', num_val)
-    log_interval = check_count('log_interval', log_interval)
-    check_count('seed', seed, 0)
-    args = dict(num_train=num_train, num_val=num_val, image_size=list(size), seed=int(seed))
+    size, log_interval, args = check_generator_args(num_train, num_val, image_size, seed,
+                                                    log_interval)
 
     def write(root: str) -> dict:
         os.makedirs(osp.join(root, 'annotations'))
         counts = {}
-        for split, num in (('train', num_train), ('val', num_val)):
+        for split in ('train', 'val'):
             img_dir = osp.join(root, f'{split}2017')
             os.makedirs(img_dir)
             images, annotations = [], []
-            for i, scene in iter_scenes('coco', split, num, size, seed, log_interval, quiet):
+            for i, scene in iter_scenes('coco', split, args[f'num_{split}'], size, seed,
+                                        log_interval, quiet):
                 image_id = i + 1
                 file_name = f'{image_id:012d}.jpg'
                 write_jpeg(osp.join(img_dir, file_name), scene.image)

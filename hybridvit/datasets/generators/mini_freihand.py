@@ -58,6 +58,11 @@ _PALM_AXES = np.array([0.040, 0.052, 0.013])
 
 _SKIN_TONES = np.array([[190, 205, 235], [140, 170, 215], [95, 125, 170], [60, 80, 115]],
                        dtype=np.float64)  # BGR
+_PALMAR_TINT = np.array([165.0, 170.0, 250.0])  # BGR: pink
+_NAIL_TINT = np.array([215.0, 225.0, 245.0])  # BGR: pale
+# Hand-local points of two palm creases (start, end, start, end; metres before size scaling).
+_PALM_CREASES = np.array([[0.030, 0.060, -0.014], [-0.030, 0.066, -0.014],
+                          [0.026, 0.035, -0.014], [-0.020, 0.050, -0.014]])
 _BACKGROUNDS = ('astronaut', 'brick', 'camera', 'chelsea', 'coffee', 'coins', 'grass', 'gravel',
                 'horse', 'rocket', 'retina', 'hubble_deep_field', 'motorcycle_left')
 
@@ -73,13 +78,23 @@ def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Uniformly distributed rotation matrix (from a random unit quaternion)."""
-    q = _unit(rng.normal(size=4))
-    w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+def _random_rotation(rng: np.random.Generator, max_tilt: float = 90.0) -> np.ndarray:
+    """Random global rotation (hand-local -> camera frame) of a hand shown to the camera.
+
+    The palm (or, with probability 1/2, the back) faces the camera, tilted away from the
+    viewing axis by at most ``max_tilt`` degrees (uniform over that spherical cap), with any
+    in-plane rotation. ``max_tilt=90`` covers every viewing direction: uniformly distributed
+    rotations.
+    """
+    if not 0.0 < max_tilt <= 90.0:
+        raise UserError(f'max_tilt must be in (0, 90] degrees, got {max_tilt!r}')
+    # identity: local +z (out of the back) points away from the camera, the palm faces it
+    side = np.eye(3) if rng.random() < 0.5 else _axis_angle(np.array([1.0, 0.0, 0.0]), np.pi)
+    spin = _axis_angle(np.array([0.0, 0.0, 1.0]), rng.uniform(-np.pi, np.pi))
+    cos_tilt = rng.uniform(np.cos(np.deg2rad(max_tilt)), 1.0)  # uniform on the cap
+    azimuth = rng.uniform(-np.pi, np.pi)
+    tilt = _axis_angle(np.array([np.cos(azimuth), np.sin(azimuth), 0.0]), np.arccos(cos_tilt))
+    return tilt @ spin @ side
 
 
 def procedural_hand_faces() -> np.ndarray:
@@ -117,7 +132,8 @@ def sample_hand_pose(rng: np.random.Generator) -> Dict[str, np.ndarray]:
 
     Returns:
         dict: ``joints`` (21, 3) metres, ``verts`` (778, 3) metres, ``bones`` list of
-        (parent_joint, child_joint, radius) for drawing, ``palm`` (58, 3).
+        (parent_joint, child_joint, radius) for drawing, ``dorsal`` (15, 3) the unit direction
+        out of the back of each phalanx, ``palm_slice`` (the palm's vertices).
     """
     size = rng.uniform(0.88, 1.12)
     grasp = rng.uniform(0.0, 1.0)  # shared curl so that poses look coordinated
@@ -125,6 +141,7 @@ def sample_hand_pose(rng: np.random.Generator) -> Dict[str, np.ndarray]:
     joints = np.zeros((NUM_JOINTS, 3))
     verts: List[np.ndarray] = []
     bones: List[Tuple[int, int, float]] = []
+    dorsal: List[np.ndarray] = []  # per bone: unit direction out of the back of the finger
     t = np.linspace(0.0, 1.0, _TUBE_RINGS)  # ring positions along a bone
     phi = 2 * np.pi * np.arange(_TUBE_SEGS) / _TUBE_SEGS
     for f in range(5):
@@ -159,6 +176,7 @@ def sample_hand_pose(rng: np.random.Generator) -> Dict[str, np.ndarray]:
                                                + np.sin(phi)[None, :, None] * b[None, None]))
             verts.append(ring.reshape(-1, 3))  # (rings * segs, 3)
             bones.append((jid + k, jid + k + 1, _RADII[f, k]))
+            dorsal.append(-b)  # b points to the palm side of the finger
             p = q
     theta = np.pi * np.arange(1, _PALM_RINGS + 1) / (_PALM_RINGS + 1)
     pphi = 2 * np.pi * np.arange(_PALM_SEGS) / _PALM_SEGS
@@ -172,7 +190,8 @@ def sample_hand_pose(rng: np.random.Generator) -> Dict[str, np.ndarray]:
     verts = np.concatenate(verts, axis=0) * size
     if verts.shape[0] != NUM_VERTS:
         raise RuntimeError(f'procedural mesh has {verts.shape[0]} vertices, expected {NUM_VERTS}')
-    return dict(joints=joints * size, verts=verts, bones=bones, palm_slice=slice(720, 778))
+    return dict(joints=joints * size, verts=verts, bones=bones, dorsal=np.stack(dorsal),
+                palm_slice=slice(720, 778))
 
 
 def _load_backgrounds() -> List[np.ndarray]:
@@ -207,10 +226,21 @@ def _background(rng: np.random.Generator, images: List[np.ndarray], size: int) -
     return np.clip(crop.astype(np.float64) * gain, 0, 255)
 
 
+def _facing_camera(direction: np.ndarray, point: np.ndarray) -> bool:
+    """Does a surface whose outward normal is ``direction`` at ``point`` face the camera?"""
+    return float(direction @ -point) > 0.0  # the camera sits at the origin
+
+
 def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.ndarray,
             K: np.ndarray, backgrounds: List[np.ndarray], size: int, version: int
             ) -> Tuple[np.ndarray, np.ndarray]:
     """Draw the posed hand (camera frame) over a background crop.
+
+    The two sides of the hand look different, as real hands do: the palm and the palmar side of
+    the fingers are lighter and pinker than the back, the palm carries two creases and the nails
+    show only on fingertips whose back faces the camera. Without these cues a hand seen from the
+    palm and its mirror image seen from the back draw the same picture, and the 2D keypoints
+    (which finger is where) cannot be learned from the image.
 
     Returns:
         tuple: BGR uint8 image (size, size, 3) and the hand mask (size, size) uint8 (255 = hand).
@@ -218,7 +248,10 @@ def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.
     img = _background(rng, backgrounds, size)
     mask = np.zeros((size, size), np.uint8)
     skin = _SKIN_TONES[version % len(_SKIN_TONES)] * rng.uniform(0.85, 1.15, size=3)
+    palmar = skin * 0.4 + _PALMAR_TINT * 0.6  # palms are lighter and pinker than the back
+    dorsal = skin * 0.85
     light = rng.uniform(0.8, 1.2)
+    rot = pose['rot']  # hand-local -> camera frame
 
     def project(x):
         uv = (K @ x.T).T
@@ -235,17 +268,28 @@ def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.
     items = []  # (depth, kind, payload)
     palm = verts[pose['palm_slice']]
     items.append((palm[:, 2].mean(), 'palm', None))
-    for a, b, r in pose['bones']:
-        items.append(((joints[a, 2] + joints[b, 2]) / 2, 'bone', (a, b, r)))
+    for i, (a, b, r) in enumerate(pose['bones']):
+        items.append(((joints[a, 2] + joints[b, 2]) / 2, 'bone', (i, a, b, r)))
     scale = 8  # sub-pixel precision for the drawing calls
     for depth, kind, payload in sorted(items, key=lambda x: -x[0]):
-        colour = np.clip(skin * shade(depth), 0, 255)
         if kind == 'palm':
+            back = _facing_camera(rot[:, 2], palm.mean(0))  # local +z: out of the back
+            colour = np.clip((dorsal if back else palmar) * shade(depth), 0, 255)
             hull = cv2.convexHull(np.round(project(palm) * scale).astype(np.int32))
             cv2.fillConvexPoly(img, hull, colour.tolist(), cv2.LINE_AA, 3)
             cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_8, 3)
+            if not back:  # palm creases
+                crease = (_PALM_CREASES * pose['size'] - pose['local_centre']) @ rot.T \
+                    + pose['centre']  # (4, 3) camera frame
+                uv = np.round(project(crease) * scale).astype(np.int32)
+                dark = np.clip(colour * 0.7, 0, 255).tolist()
+                for k in (0, 2):
+                    cv2.line(img, tuple(uv[k]), tuple(uv[k + 1]), dark, 1, cv2.LINE_AA, 3)
             continue
-        a, b, r = payload
+        i, a, b, r = payload
+        tip_point = joints[b]
+        back = _facing_camera(rot @ pose['dorsal'][i], tip_point)
+        colour = np.clip((dorsal if back else palmar) * shade(depth), 0, 255)
         thick = max(int(round(2 * r * f * pose['size'] / depth)), 1)
         pa = tuple(int(v) for v in np.round(uv_j[a] * scale))
         pb = tuple(int(v) for v in np.round(uv_j[b] * scale))
@@ -255,19 +299,22 @@ def _render(rng: np.random.Generator, pose: Dict, joints: np.ndarray, verts: np.
         cv2.circle(mask, pb, scale * thick // 2, 255, -1, cv2.LINE_8, 3)
         highlight = np.clip(colour * 1.18 + 10, 0, 255)
         cv2.line(img, pa, pb, highlight.tolist(), max(thick // 3, 1), cv2.LINE_AA, 3)
-        if b % 4 == 0:  # fingertip: a lighter nail spot
-            nail = np.clip(colour * 0.6 + 90, 0, 255)
-            cv2.circle(img, pb, max(scale * thick // 5, scale), nail.tolist(), -1, cv2.LINE_AA, 3)
+        if b % 4 == 0 and back:  # fingertip seen from the back: a nail near the tip
+            nail = np.clip(colour * 0.45 + _NAIL_TINT * 0.55, 0, 255)
+            centre = np.round((uv_j[a] * 0.25 + uv_j[b] * 0.75) * scale).astype(int)
+            cv2.circle(img, tuple(int(v) for v in centre), max(scale * thick // 3, scale),
+                       nail.tolist(), -1, cv2.LINE_AA, 3)
     img += rng.normal(0, 3.0, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
-def sample_scene(rng: np.random.Generator, image_size: int) -> Dict[str, np.ndarray]:
+def sample_scene(rng: np.random.Generator, image_size: int,
+                 max_tilt: float = 90.0) -> Dict[str, np.ndarray]:
     """One hand in the camera frame: joints (21, 3), verts (778, 3), K (3, 3), pose info."""
     pose = sample_hand_pose(rng)
     size = float(np.linalg.norm(pose['joints'][10] - pose['joints'][9]) / _LENGTHS[2, 0])
     pose['size'] = size
-    rot = _random_rotation(rng)
+    rot = _random_rotation(rng, max_tilt)
     focal = 500.0 * image_size / 224.0 * rng.uniform(0.9, 1.1)
     cx = image_size / 2 + rng.uniform(-2, 2) * image_size / 224.0
     cy = image_size / 2 + rng.uniform(-2, 2) * image_size / 224.0
@@ -277,6 +324,7 @@ def sample_scene(rng: np.random.Generator, image_size: int) -> Dict[str, np.ndar
     centre = np.array([(centre_uv[0] - cx) * depth / focal, (centre_uv[1] - cy) * depth / focal,
                        depth])
     local_centre = pose['verts'].mean(0)
+    pose.update(rot=rot, centre=centre, local_centre=local_centre)  # for the renderer
     joints = (pose['joints'] - local_centre) @ rot.T + centre
     verts = (pose['verts'] - local_centre) @ rot.T + centre
     return dict(joints=joints, verts=verts, K=K, pose=pose)
@@ -292,7 +340,8 @@ def _write_json(path: str, obj) -> None:
 
 
 def _make_split(out_dir: str, split: str, num: int, num_versions: int, seed: int,
-                image_size: int, backgrounds: List[np.ndarray], verbose: bool) -> None:
+                image_size: int, backgrounds: List[np.ndarray], verbose: bool,
+                max_tilt: float) -> None:
     rgb_dir = osp.join(out_dir, split, 'rgb')
     mask_dir = osp.join(out_dir, split, 'mask')
     os.makedirs(rgb_dir, exist_ok=True)
@@ -302,7 +351,7 @@ def _make_split(out_dir: str, split: str, num: int, num_versions: int, seed: int
     anns = dict(K=[], xyz=[], verts=[], mano=[], scale=[])
     for idx in range(num):
         rng = np.random.default_rng([seed, split_code, idx])
-        scene = sample_scene(rng, image_size)
+        scene = sample_scene(rng, image_size, max_tilt)
         joints, verts, K = scene['joints'], scene['verts'], scene['K']
         bone_scale = float(np.linalg.norm(joints[9] - joints[10]))
         root_uv = (K @ joints[0])[:2] / joints[0, 2]
@@ -332,7 +381,7 @@ def _make_split(out_dir: str, split: str, num: int, num_versions: int, seed: int
 
 
 def make_mini_freihand(out_dir: str, num_train: int = 256, num_eval: int = 64, seed: int = 0,
-                       image_size: int = 224, num_versions: int = 4,
+                       image_size: int = 224, num_versions: int = 4, max_tilt: float = 90.0,
                        verbose: bool = True) -> Dict[str, int]:
     """Write a procedural data set in the FreiHAND layout to ``out_dir``.
 
@@ -344,6 +393,8 @@ def make_mini_freihand(out_dir: str, num_train: int = 256, num_eval: int = 64, s
         seed (int): random seed; the same seed gives byte-identical annotations and images.
         image_size (int): square image side in pixels (focal length scales with it).
         num_versions (int): appearance versions of the training images, 1-4.
+        max_tilt (float): the palm or the back faces the camera, tilted by at most this many
+            degrees, any in-plane rotation; 90 (default) = uniformly random rotations.
         verbose (bool): print progress.
 
     Returns:
@@ -360,14 +411,17 @@ def make_mini_freihand(out_dir: str, num_train: int = 256, num_eval: int = 64, s
                         f'idx + {FREIHAND_NUM_TRAIN} * version would collide), got {num_train}')
     if not 1 <= num_versions <= 4:
         raise UserError(f'num_versions must be in 1..4, got {num_versions}')
+    if not 0.0 < max_tilt <= 90.0:
+        raise UserError(f'max_tilt must be in (0, 90] degrees, got {max_tilt!r}')
     os.makedirs(out_dir, exist_ok=True)
     backgrounds = _load_backgrounds()
     _make_split(out_dir, 'training', num_train, num_versions, seed, image_size, backgrounds,
-                verbose)
-    _make_split(out_dir, 'evaluation', num_eval, 1, seed, image_size, backgrounds, verbose)
+                verbose, max_tilt)
+    _make_split(out_dir, 'evaluation', num_eval, 1, seed, image_size, backgrounds, verbose,
+                max_tilt)
     _write_json(osp.join(out_dir, 'mesh_faces.json'), procedural_hand_faces().tolist())
     info = dict(num_train=num_train, num_eval=num_eval, num_versions=num_versions,
-                image_size=image_size, seed=seed)
+                image_size=image_size, seed=seed, max_tilt=max_tilt)
     _write_json(osp.join(out_dir, 'mini_freihand_info.json'), info)
     if verbose:
         print(f'[mini-freihand] wrote {num_train} x {num_versions} training and {num_eval} '

@@ -29,6 +29,8 @@ import numpy as np
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial import cKDTree
 
+from hybridvit.utils.errors import UserError
+
 try:  # torch is optional for the functional API
     import torch
 except ImportError:  # pragma: no cover
@@ -62,18 +64,21 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
     """Convert a numpy array, torch tensor or nested list to a float64 numpy array."""
     if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().cpu().double().numpy()
-    arr = np.asarray(x, dtype=np.float64)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:  # ragged nested lists, non-numbers
+        raise UserError(f'{name} is not a numeric array of shape (N, P, 3): {err}') from None
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f'{name} contains NaN or Inf values')
+        raise UserError(f'{name} contains NaN or Inf values')
     return arr
 
 
 def _check_points(arr: np.ndarray, name: str, num_points: int = None) -> None:
     if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f'{name} must have shape (N, P, 3), got {tuple(arr.shape)}')
+        raise UserError(f'{name} must have shape (N, P, 3), got {tuple(arr.shape)}')
     if num_points is not None and arr.shape[1] != num_points:
-        raise ValueError(f'{name} must have {num_points} points per sample, got shape '
-                         f'{tuple(arr.shape)}')
+        raise UserError(f'{name} must have {num_points} points per sample, got shape '
+                        f'{tuple(arr.shape)}')
 
 
 def align_w_scale(gt: np.ndarray, pred: np.ndarray, return_trafo: bool = False):
@@ -145,7 +150,7 @@ def pck_auc(errors: np.ndarray, val_min: float = AUC_RANGE[0], val_max: float = 
     """
     errors = np.asarray(errors, dtype=np.float64)
     if errors.ndim != 2:
-        raise ValueError(f'errors must have shape (N, K), got {errors.shape}')
+        raise UserError(f'errors must have shape (N, K), got {errors.shape}')
     thresholds = np.linspace(val_min, val_max, steps)
     norm = _trapezoid(np.ones_like(thresholds), thresholds)
     # pck: (T, K) fraction of samples with error <= threshold, per keypoint
@@ -176,11 +181,11 @@ def per_sample_errors(pred_joints: ArrayLike, gt_joints: ArrayLike, pred_verts: 
     n = gj.shape[0]
     for name, arr in (('pred_joints', pj), ('pred_verts', pv), ('gt_verts', gv)):
         if arr.shape[0] != n:
-            raise ValueError(f'{name} has {arr.shape[0]} samples but gt_joints has {n}')
+            raise UserError(f'{name} has {arr.shape[0]} samples but gt_joints has {n}')
     if n == 0:
-        raise ValueError('hand mesh metrics need at least one sample, got N=0')
+        raise UserError('hand mesh metrics need at least one sample, got N=0')
     if not -gj.shape[1] <= root_index < gj.shape[1]:
-        raise ValueError(f'root_index {root_index} out of range for {gj.shape[1]} joints')
+        raise UserError(f'root_index {root_index} out of range for {gj.shape[1]} joints')
     same_topology = pv.shape[1] == gv.shape[1]
 
     joint_err = np.linalg.norm(pj - gj, axis=-1)  # (N, J)

@@ -26,7 +26,7 @@ def _as_numpy(value, key: str) -> np.ndarray:
     if hasattr(value, 'detach'):
         value = value.detach().cpu().numpy()
     if value is None:
-        raise KeyError(f'data sample has no {key!r}')
+        raise UserError(f'HandMeshMetric: data sample has no {key!r}')
     return np.asarray(value, dtype=np.float64)
 
 

@@ -31,6 +31,7 @@ from mmengine.structures import BaseDataElement
 
 from hybridvit.models.layers.grid_pool import grid_avg_pool2d
 from hybridvit.registry import MODELS
+from hybridvit.utils.errors import UserError
 from .hand_camera import weak_perspective_to_camera
 from .mano import MANOLayer
 from .procrustes import rigid_align
@@ -41,17 +42,32 @@ _DEFAULT_LOSS_WEIGHTS = dict(joints=1.0, verts=1.0, pa_joints=0.0, pa_verts=0.0,
 
 
 def _load_faces(faces) -> Optional[np.ndarray]:
+    """``faces`` (array, ``.npy`` or ``.json`` file) as an (F, 3) int64 array, or ``None``.
+
+    Raises:
+        UserError: a file that does not parse, or content that is not (F, 3) integers (the
+            message names the file).
+    """
     if faces is None:
         return None
+    source = 'faces'
     if isinstance(faces, str):
-        if faces.endswith('.npy'):
-            faces = np.load(faces)
-        else:
-            with open(faces) as f:
-                faces = json.load(f)
-    faces = np.asarray(faces, dtype=np.int64)
+        source = f'faces file {faces}'
+        try:
+            if faces.endswith('.npy'):
+                faces = np.load(faces)
+            else:
+                with open(faces) as f:
+                    faces = json.load(f)
+        except ValueError as err:  # json.JSONDecodeError, np.load of a non-.npy file
+            raise UserError(f'{source}: cannot read it ({err}); expected a .npy array or a JSON '
+                            'list of (F, 3) vertex indices') from None
+    try:
+        faces = np.asarray(faces, dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise UserError(f'{source}: expected (F, 3) integer vertex indices ({err})') from None
     if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f'faces must have shape (F, 3), got {faces.shape}')
+        raise UserError(f'{source} must have shape (F, 3), got {faces.shape}')
     return faces
 
 
@@ -64,7 +80,10 @@ def _stack(data_samples: Sequence[BaseDataElement], key: str, device) -> torch.T
     values = []
     for ds in data_samples:
         if key not in ds:
-            raise KeyError(f'data sample has no {key!r} (needed for the hand mesh loss)')
+            where = f' ({ds.img_path})' if 'img_path' in ds else ''
+            raise UserError(f'data sample{where} has no {key!r}, needed for the hand mesh loss: '
+                            'train on a labelled split (PackHandMeshInputs leaves out the fields '
+                            'whose annotations are missing)')
         values.append(torch.as_tensor(ds.get(key)))
     return torch.stack(values).to(device=device, dtype=torch.float32)
 
@@ -122,15 +141,16 @@ class HandMeshHead(BaseModule):
         in_channels = list(in_channels) if isinstance(in_channels, (list, tuple)) else [
             in_channels]
         if len(in_channels) != len(self.in_index):
-            raise ValueError(f'in_channels {in_channels} and in_index {self.in_index} must have '
-                             'the same length')
+            raise UserError(f'HandMeshHead: in_channels {in_channels} and in_index '
+                            f'{self.in_index} must have the same length')
         if int(pool_size) != pool_size or pool_size < 1:
-            raise ValueError(f'pool_size must be a positive integer, got {pool_size!r}')
+            raise UserError(f'HandMeshHead: pool_size must be a positive integer, got '
+                            f'{pool_size!r}')
         self.pool_size = int(pool_size)
         unknown = set(loss_weights or {}) - set(_DEFAULT_LOSS_WEIGHTS)
         if unknown:
-            raise ValueError(f'unknown loss_weights keys {sorted(unknown)}; expected a subset '
-                             f'of {sorted(_DEFAULT_LOSS_WEIGHTS)}')
+            raise UserError(f'HandMeshHead: unknown loss_weights keys {sorted(unknown)}; '
+                            f'expected a subset of {sorted(_DEFAULT_LOSS_WEIGHTS)}')
         self.loss_weights = {**_DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
         self.cam_scale_init = float(cam_scale_init)
         self.ref_bone_scale = ref_bone_scale
@@ -138,8 +158,9 @@ class HandMeshHead(BaseModule):
 
         self.mano = None
         if mano_model_path is not None and global_rotation:
-            raise ValueError('global_rotation is for the MANO-free head; MANO mode already '
-                             'regresses the global orientation')
+            raise UserError('HandMeshHead: global_rotation=True is for the MANO-free head; '
+                            f'MANO mode (mano_model_path={mano_model_path!r}) already regresses '
+                            'the global orientation')
         if mano_model_path is not None:
             self.mano = MANOLayer(mano_model_path, **(mano_cfg or {}))
             num_verts = self.mano.v_template.shape[0]
@@ -150,16 +171,17 @@ class HandMeshHead(BaseModule):
             out_dim = sum(self.param_dims.values())
         else:
             if num_joints <= 0 or num_verts <= 0:
-                raise ValueError(f'num_joints and num_verts must be positive, got {num_joints}, '
-                                 f'{num_verts}')
+                raise UserError(f'HandMeshHead: num_joints and num_verts must be positive, got '
+                                f'{num_joints}, {num_verts}')
             out_dim = 3 * (num_joints + num_verts)
         self.num_joints, self.num_verts = num_joints, num_verts
 
         faces = _load_faces(faces)
         if faces is not None:
             if faces.max() >= num_verts or faces.min() < 0:
-                raise ValueError(f'faces index vertices 0..{faces.max()} but the mesh has '
-                                 f'{num_verts} vertices')
+                raise UserError(f'HandMeshHead: faces index vertices {faces.min()}..'
+                                f'{faces.max()} but the mesh has {num_verts} vertices '
+                                f'(num_verts={num_verts})')
             self.register_buffer('faces', torch.as_tensor(faces), persistent=False)
             self.register_buffer('edges', torch.as_tensor(_unique_edges(faces)),
                                  persistent=False)
@@ -203,8 +225,9 @@ class HandMeshHead(BaseModule):
             try:
                 feat = feats[i]
             except IndexError:
-                raise IndexError(f'in_index {i} out of range for {len(feats)} backbone '
-                                 'outputs') from None
+                raise UserError(f'HandMeshHead: in_index {i} out of range for the '
+                                f'{len(feats)} backbone outputs (check the backbone\'s '
+                                'out_indices)') from None
             if self.pool_size == 1:
                 pooled.append(feat.mean(dim=(2, 3)))  # (B, C)
             else:
@@ -268,8 +291,9 @@ class HandMeshHead(BaseModule):
         losses = {}
         gt_joints = _stack(data_samples, 'gt_joints', device)
         if gt_joints.shape[1:] != pred['joints'].shape[1:]:
-            raise ValueError(f'gt_joints shape {tuple(gt_joints.shape)} does not match the '
-                             f'prediction {tuple(pred["joints"].shape)}')
+            raise UserError(f'gt_joints shape {tuple(gt_joints.shape)} does not match the '
+                            f'prediction {tuple(pred["joints"].shape)} (num_joints='
+                            f'{self.num_joints})')
         losses['loss_joints'] = w['joints'] * F.l1_loss(pred['joints'], gt_joints)
         if w['pa_joints'] > 0:
             losses['loss_pa_joints'] = w['pa_joints'] * F.l1_loss(
@@ -277,8 +301,9 @@ class HandMeshHead(BaseModule):
         if w['verts'] > 0 or w['pa_verts'] > 0 or self.faces is not None:
             gt_verts = _stack(data_samples, 'gt_verts', device)
             if gt_verts.shape[1:] != pred['verts'].shape[1:]:
-                raise ValueError(f'gt_verts shape {tuple(gt_verts.shape)} does not match the '
-                                 f'prediction {tuple(pred["verts"].shape)}')
+                raise UserError(f'gt_verts shape {tuple(gt_verts.shape)} does not match the '
+                                f'prediction {tuple(pred["verts"].shape)} (num_verts='
+                                f'{self.num_verts})')
             if w['verts'] > 0:
                 losses['loss_verts'] = w['verts'] * F.l1_loss(pred['verts'], gt_verts)
             if w['pa_verts'] > 0:

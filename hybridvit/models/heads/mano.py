@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from hybridvit.utils.errors import UserError
+
 #: Keys an official-structure MANO file must contain.
 MANO_KEYS = ('v_template', 'shapedirs', 'posedirs', 'J_regressor', 'weights', 'kintree_table',
              'f', 'hands_components', 'hands_mean')
@@ -38,11 +40,11 @@ class _ChumpyStandIn:
             state = {**(state[0] or {}), **(state[1] or {})}
         self.__dict__.update(state if isinstance(state, dict) else {'_state': state})
 
-    def to_numpy(self, key: str) -> np.ndarray:
+    def to_numpy(self, key: str, path: str) -> np.ndarray:
         if 'x' in self.__dict__:
             return np.asarray(self.__dict__['x'])
-        raise ValueError(f'MANO file: {key!r} is a derived chumpy expression, not a stored '
-                         'array; convert the file with chumpy once (e.g. smplx tools/clean_ch.py)')
+        raise UserError(f'MANO file {path}: {key!r} is a derived chumpy expression, not a stored '
+                        'array; convert the file with chumpy once (e.g. smplx tools/clean_ch.py)')
 
 
 class _MANOUnpickler(pickle.Unpickler):
@@ -58,9 +60,9 @@ class _MANOUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _to_array(value, key: str) -> np.ndarray:
+def _to_array(value, key: str, path: str) -> np.ndarray:
     if isinstance(value, _ChumpyStandIn):
-        return value.to_numpy(key)
+        return value.to_numpy(key, path)
     if hasattr(value, 'toarray'):  # scipy sparse
         return np.asarray(value.toarray())
     return np.asarray(value)
@@ -71,7 +73,8 @@ def load_mano_params(path: str) -> Dict[str, np.ndarray]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        KeyError: a required key (see ``MANO_KEYS``) is missing.
+        UserError: the file is not a pickled dict, a required key (see ``MANO_KEYS``) is
+            missing, or an array has the wrong shape (the message names the file).
     """
     try:
         with open(path, 'rb') as f:
@@ -80,12 +83,15 @@ def load_mano_params(path: str) -> Dict[str, np.ndarray]:
         raise FileNotFoundError(f'MANO model file not found: {path} (MANO files are licence-'
                                 'restricted; download MANO_RIGHT.pkl from '
                                 'https://mano.is.tue.mpg.de)') from None
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise UserError(f'MANO model file {path} is not a readable pickle ({err}); expected an '
+                        'official-structure MANO .pkl such as MANO_RIGHT.pkl') from None
     if not isinstance(raw, dict):
-        raise ValueError(f'{path}: expected a pickled dict, got {type(raw).__name__}')
+        raise UserError(f'{path}: expected a pickled dict, got {type(raw).__name__}')
     missing = [k for k in MANO_KEYS if k not in raw]
     if missing:
-        raise KeyError(f'{path}: missing MANO keys {missing} (found {sorted(raw)})')
-    params = {k: _to_array(raw[k], k) for k in MANO_KEYS}
+        raise UserError(f'{path}: missing MANO keys {missing} (found {sorted(raw)})')
+    params = {k: _to_array(raw[k], k, path) for k in MANO_KEYS}
     num_verts = params['v_template'].shape[0]
     num_joints = params['kintree_table'].shape[1]
     expected = dict(v_template=(num_verts, 3), posedirs=(num_verts, 3, 9 * (num_joints - 1)),
@@ -94,10 +100,10 @@ def load_mano_params(path: str) -> Dict[str, np.ndarray]:
                     hands_components=(3 * (num_joints - 1), 3 * (num_joints - 1)))
     for key, shape in expected.items():
         if params[key].shape != shape:
-            raise ValueError(f'{path}: {key} has shape {params[key].shape}, expected {shape}')
+            raise UserError(f'{path}: {key} has shape {params[key].shape}, expected {shape}')
     if params['shapedirs'].ndim != 3 or params['shapedirs'].shape[:2] != (num_verts, 3):
-        raise ValueError(f'{path}: shapedirs has shape {params["shapedirs"].shape}, expected '
-                         f'({num_verts}, 3, num_betas)')
+        raise UserError(f'{path}: shapedirs has shape {params["shapedirs"].shape}, expected '
+                        f'({num_verts}, 3, num_betas)')
     return params
 
 
@@ -141,10 +147,11 @@ class MANOLayer(nn.Module):
         self.num_joints_mano = p['kintree_table'].shape[1]
         pose_dim = 3 * (self.num_joints_mano - 1)
         if use_pca and not 1 <= num_pca_comps <= pose_dim:
-            raise ValueError(f'num_pca_comps must be in 1..{pose_dim}, got {num_pca_comps}')
+            raise UserError(f'MANOLayer: num_pca_comps must be in 1..{pose_dim} for '
+                            f'{model_path}, got {num_pca_comps}')
         if max(tip_vertex_ids) >= num_verts:
-            raise ValueError(f'tip_vertex_ids {tuple(tip_vertex_ids)} out of range for '
-                             f'{num_verts} vertices')
+            raise UserError(f'MANOLayer: tip_vertex_ids {tuple(tip_vertex_ids)} out of range for '
+                            f'the {num_verts} vertices of {model_path}')
         self.use_pca = use_pca
         self.num_pca_comps = num_pca_comps
         self.num_betas = p['shapedirs'].shape[-1]
@@ -152,7 +159,8 @@ class MANOLayer(nn.Module):
         parents = p['kintree_table'][0].astype(np.int64).copy()
         parents[0] = -1
         if np.any(parents[1:] >= np.arange(1, len(parents))):
-            raise ValueError('MANO kintree_table: parents must precede their children')
+            raise UserError(f'{model_path}: MANO kintree_table: parents must precede their '
+                            'children')
         f32 = torch.float32
         self.register_buffer('v_template', torch.as_tensor(p['v_template'], dtype=f32))
         self.register_buffer('shapedirs', torch.as_tensor(p['shapedirs'], dtype=f32))

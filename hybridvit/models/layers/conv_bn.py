@@ -85,7 +85,8 @@ def fuse_bn_state_dict(state_dict: Dict[str, torch.Tensor], eps: float = 1e-5,
         only: a regular expression; fold only the prefixes ``P`` it matches (``re.search``).
 
     Raises:
-        KeyError: a ``P.bn`` group without its ``P.conv.weight``.
+        UserError: a ``P.bn`` group without its ``P.conv.weight`` (the checkpoint does not
+            have the layout this function expects).
     """
     pattern = re.compile(only) if only else None
     prefixes = [k[:-len('bn.running_mean')] for k in state_dict
@@ -96,7 +97,8 @@ def fuse_bn_state_dict(state_dict: Dict[str, torch.Tensor], eps: float = 1e-5,
     for prefix in prefixes:
         weight_key = prefix + 'conv.weight'
         if weight_key not in state_dict:
-            raise KeyError(f'cannot fold "{prefix}bn": "{weight_key}" is missing')
+            raise UserError(f'cannot fold "{prefix}bn" into a conv: the state dict has no '
+                            f'"{weight_key}"')
         weight = state_dict[weight_key]
         scale, shift = bn_scale_shift(
             state_dict[prefix + 'bn.running_mean'].float(),
@@ -212,8 +214,8 @@ class ConvNormAct(nn.Module):
                  deploy: bool = False):
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must be divisible by groups ({groups})')
+            raise UserError(f'ConvNormAct: in_channels ({in_channels}) and out_channels '
+                            f'({out_channels}) must be divisible by groups ({groups})')
         self.deploy = deploy
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                               padding=get_padding(kernel_size, dilation), dilation=dilation,
@@ -221,7 +223,7 @@ class ConvNormAct(nn.Module):
         self.bn = None if deploy else build_norm(norm_cfg, out_channels)
         if self.bn is not None and not isinstance(self.bn, _BatchNorm):
             raise UserError(f'ConvNormAct folds a BatchNorm; norm_cfg {norm_cfg} builds a '
-                             f'{type(self.bn).__name__}')
+                            f'{type(self.bn).__name__}')
         self.act = build_act(act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

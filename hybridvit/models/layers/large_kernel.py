@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from timm.layers import SqueezeExcite
 from torch import nn
 
+from hybridvit.utils.errors import UserError
 from .conv_bn import ConvBN, build_act, conv_kernel_bias, fuse_into_reparam_conv
 
 __all__ = ['ReparamLargeKernelConv']
@@ -50,10 +51,10 @@ class ReparamLargeKernelConv(nn.Module):
                  use_se: bool = False, deploy: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
-            raise ValueError(f'kernel_size must be odd, got {kernel_size}')
+            raise UserError(f'ReparamLargeKernelConv: kernel_size must be odd, got {kernel_size}')
         if small_kernel is not None and (small_kernel > kernel_size or small_kernel % 2 != 1):
-            raise ValueError(f'small_kernel must be odd and <= kernel_size ({kernel_size}), '
-                             f'got {small_kernel}')
+            raise UserError(f'ReparamLargeKernelConv: small_kernel must be odd and <= '
+                            f'kernel_size ({kernel_size}), got {small_kernel}')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size

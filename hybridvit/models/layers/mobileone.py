@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridvit.utils.errors import UserError
 from .conv_bn import (ConvBN, build_act, build_norm, conv_kernel_bias, fuse_bn_tensor,
                       fuse_into_reparam_conv)
 
@@ -52,10 +53,10 @@ class MobileOneBlock(nn.Module):
                  deploy: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
-            raise ValueError(f'kernel_size must be odd, got {kernel_size}')
+            raise UserError(f'MobileOneBlock: kernel_size must be odd, got {kernel_size}')
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must be divisible by groups ({groups})')
+            raise UserError(f'MobileOneBlock: in_channels ({in_channels}) and out_channels '
+                            f'({out_channels}) must be divisible by groups ({groups})')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -84,8 +85,8 @@ class MobileOneBlock(nn.Module):
                 self.conv_scale = ConvBN(in_channels, out_channels, 1, stride=stride,
                                          groups=groups, norm_cfg=norm_cfg)
             if self.conv_kxk is None and self.conv_scale is None and self.identity is None:
-                raise ValueError('MobileOneBlock needs at least one branch: num_conv_branches '
-                                 '> 0, a scale branch or an identity branch')
+                raise UserError('MobileOneBlock needs at least one branch: num_conv_branches '
+                                '> 0, a scale branch or an identity branch')
         self.act = build_act(act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from timm.layers import Attention, make_divisible
 from torch import nn
 
+from hybridvit.utils.errors import UserError
 from .conv_bn import ConvNormAct, build_act
 
 __all__ = ['InvertedResidual', 'TransformerLayer',
@@ -50,7 +51,7 @@ class InvertedResidual(nn.Module):
                  deploy: bool = False):
         super().__init__()
         if stride not in (1, 2):
-            raise ValueError(f'InvertedResidual stride must be 1 or 2, got {stride}')
+            raise UserError(f'InvertedResidual stride must be 1 or 2, got {stride}')
         hidden = make_divisible(in_channels * expand_ratio)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.expand_conv = ConvNormAct(in_channels, hidden, 1, norm_cfg=norm_cfg,
@@ -139,7 +140,7 @@ class MobileViTBlock(nn.Module):
                  attn_drop: float = 0.0, deploy: bool = False):
         super().__init__()
         if patch_size < 1:
-            raise ValueError(f'patch_size must be >= 1, got {patch_size}')
+            raise UserError(f'MobileViTBlock: patch_size must be >= 1, got {patch_size}')
         self.patch_size = patch_size
         self.conv_local = ConvNormAct(in_channels, in_channels, 3, dilation=dilation,
                                       norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from hybridvit.utils.errors import UserError
 from .conv_bn import ConvBN, ConvNormAct, build_act, build_norm
 
 __all__ = ['LinearSelfAttention', 'LinearTransformerLayer', 'MobileViTv2Block']
@@ -147,14 +148,16 @@ class MobileViTv2Block(nn.Module):
                  deploy: bool = False):
         super().__init__()
         if patch_size < 1:
-            raise ValueError(f'patch_size must be >= 1, got {patch_size}')
+            raise UserError(f'MobileViTv2Block: patch_size must be >= 1, got {patch_size}')
         out_channels = out_channels or in_channels
         rates = [float(drop_path)] * depth if isinstance(drop_path, (int, float)) else drop_path
         if len(rates) != depth:
-            raise ValueError(f'drop_path needs one rate or {depth}, got {drop_path}')
+            raise UserError(f'MobileViTv2Block: drop_path needs one rate or {depth}, got '
+                            f'{drop_path}')
         if fuse_local and out_channels != in_channels:
-            raise ValueError('fuse_local (MobileViTv3) adds the input: out_channels must equal '
-                             f'in_channels, got {out_channels} and {in_channels}')
+            raise UserError('MobileViTv2Block: fuse_local (MobileViTv3) adds the input: '
+                            f'out_channels must equal in_channels, got {out_channels} and '
+                            f'{in_channels}')
         self.patch_size = patch_size
         self.fuse_local = fuse_local
         self.conv_local = ConvNormAct(in_channels, in_channels, 3, dilation=dilation,

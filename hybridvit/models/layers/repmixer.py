@@ -12,6 +12,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from hybridvit.utils.errors import UserError
 from .conv_bn import (build_fused_conv, conv_kernel_bias, fuse_into_reparam_conv,
                       identity_kernel)
 from .conv_ffn import ConvFFN, DropPath, LayerScale2d
@@ -201,7 +202,8 @@ class RepMixerBlock(nn.Module):
             self.token_mixer = PoolingMixer(dim, kernel_size,
                                             layer_scale_init_value=layer_scale_init_value)
         else:
-            raise ValueError(f"token_mixer must be 'repmixer' or 'pooling', got {token_mixer!r}")
+            raise UserError(f"RepMixerBlock: token_mixer must be 'repmixer' or 'pooling', got "
+                            f'{token_mixer!r}')
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio), dilation=dilation, drop=drop,
                            norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
         self.layer_scale = (LayerScale2d(dim, layer_scale_init_value)

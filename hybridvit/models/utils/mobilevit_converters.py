@@ -27,74 +27,87 @@ from typing import Dict, List, Tuple
 import torch
 
 from .checkpoint import CheckpointMismatchError
+from .key_rules import KeyLayout, rename_keys
 
 __all__ = ['detect_mobilevit_format', 'convert_mobilevit_state_dict']
 
-_TIMM_RULES = [
+# The rules below without a leading underscore are shared with the MobileViTv2 converter,
+# whose timm and cvnets layouts name the MV2 blocks and conv units the same way.
+TIMM_KEY = re.compile(r'\.(conv1_1x1|conv2_kxk|conv3_1x1|conv_kxk|conv_1x1)\.')
+HYBRIDVIT_KEY = re.compile(r'\.(expand_conv|dw_conv|project_conv|conv_local|conv_embed)\.')
+
+TIMM_BLOCK_RULES = [
     (re.compile(r'^(stages\.\d+\.\d+\.)conv1_1x1\.'), r'\1expand_conv.'),
     (re.compile(r'^(stages\.\d+\.\d+\.)conv2_kxk\.'), r'\1dw_conv.'),
     (re.compile(r'^(stages\.\d+\.\d+\.)conv3_1x1\.'), r'\1project_conv.'),
     (re.compile(r'^(stages\.\d+\.\d+\.)conv_kxk\.'), r'\1conv_local.'),
     (re.compile(r'^(stages\.\d+\.\d+\.)conv_1x1\.'), r'\1conv_embed.'),
 ]
-_TIMM_HEAD = re.compile(r'^head\.')
+TIMM_HEAD = re.compile(r'^head\.')
 
-_GR = r'\.global_rep\.(\d+)\.'  # transformer layer k of a MobileViT block
-_CVNETS_RULES = [
-    # conv units: ".block.norm." -> ".bn." (cvnets LayerNorms are never named "norm")
+# cvnets conv units (".block.conv" / ".block.norm"), stem, stages and MV2 1x1 convs
+CVNETS_CONV_RULES = [
+    (re.compile(r'\.block\.'), '.'),
+    # ".block.norm." -> ".bn." (cvnets LayerNorms are never named "norm")
     (re.compile(r'\.norm\.(weight|bias|running_mean|running_var|num_batches_tracked)$'),
      r'.bn.\1'),
     (re.compile(r'^conv_1\.'), 'stem.'),
-    (re.compile(r'^conv_1x1_exp\.'), 'final_conv.'),
     (re.compile(r'^layer_(\d)\.'), lambda m: f'stages.{int(m.group(1)) - 1}.'),
     (re.compile(r'\.exp_1x1\.'), '.expand_conv.'),
+    (re.compile(r'\.red_1x1\.'), '.project_conv.'),
+]
+CVNETS_HEAD = re.compile(r'^(classifier|seg_head|aux_head)\.')
+CVNETS_FINAL_NORM_RULE = (re.compile(r'\.global_rep\.\d+\.(weight|bias)$'), r'.norm.\1')
+
+_GR = r'\.global_rep\.(\d+)\.'  # transformer layer k of a MobileViT block
+_CVNETS_RULES = CVNETS_CONV_RULES + [
+    (re.compile(r'^conv_1x1_exp\.'), 'final_conv.'),
     (re.compile(r'\.local_rep\.conv_3x3\.'), '.conv_local.'),
     (re.compile(r'\.local_rep\.conv_1x1\.conv\.'), '.conv_embed.'),
     (re.compile(r'\.conv_3x3\.'), '.dw_conv.'),
-    (re.compile(r'\.red_1x1\.'), '.project_conv.'),
     (re.compile(_GR + r'pre_norm_mha\.0\.'), r'.transformer.\1.norm1.'),
     (re.compile(_GR + r'pre_norm_mha\.1\.qkv_proj\.'), r'.transformer.\1.attn.qkv.'),
     (re.compile(_GR + r'pre_norm_mha\.1\.out_proj\.'), r'.transformer.\1.attn.proj.'),
     (re.compile(_GR + r'pre_norm_ffn\.0\.'), r'.transformer.\1.norm2.'),
     (re.compile(_GR + r'pre_norm_ffn\.1\.'), r'.transformer.\1.mlp.fc1.'),
     (re.compile(_GR + r'pre_norm_ffn\.4\.'), r'.transformer.\1.mlp.fc2.'),
-    (re.compile(r'\.global_rep\.\d+\.(weight|bias)$'), r'.norm.\1'),
+    CVNETS_FINAL_NORM_RULE,
     (re.compile(r'\.fusion\.'), '.conv_fusion.'),
 ]
-_CVNETS_HEAD = re.compile(r'^(classifier|seg_head|aux_head)\.')
+
+_LAYOUTS = {
+    'timm': KeyLayout(TIMM_BLOCK_RULES, TIMM_HEAD),
+    'cvnets': KeyLayout(_CVNETS_RULES, CVNETS_HEAD, strip=r'^encoder\.'),
+}
 
 
 def detect_mobilevit_format(state_dict: Dict[str, torch.Tensor]) -> str:
     """Return ``'timm'``, ``'cvnets'`` or ``'hybridvit'`` for a MobileViT v1 state dict.
 
     Raises:
-        ValueError: if no key identifies one of the three layouts.
+        CheckpointMismatchError: if no key identifies one of the three layouts.
     """
     keys = [re.sub(r'^encoder\.', '', k) for k in state_dict]
     if any(re.match(r'^(layer_\d\.|conv_1\.|conv_1x1_exp\.)', k) for k in keys):
         return 'cvnets'
-    if any(re.search(r'\.(conv1_1x1|conv2_kxk|conv3_1x1|conv_kxk|conv_1x1)\.', k) for k in keys):
+    return detect_timm_or_hybridvit(
+        state_dict, 'unrecognised MobileViT v1 checkpoint layout: expected timm (stages.i.j.'
+        'conv1_1x1...), cvnets (conv_1, layer_1..5, ...) or hybridvit keys')
+
+
+def detect_timm_or_hybridvit(state_dict: Dict[str, torch.Tensor], unrecognised: str) -> str:
+    """``'timm'`` or ``'hybridvit'`` from the MV2 / MobileViT block names that v1 and v2 share
+    (the last step of both format detections).
+
+    Raises:
+        CheckpointMismatchError: neither layout: ``unrecognised`` and the first keys.
+    """
+    keys = list(state_dict)
+    if any(TIMM_KEY.search(k) for k in keys):
         return 'timm'
-    if any(re.search(r'\.(expand_conv|dw_conv|project_conv|conv_local|conv_embed)\.', k)
-           for k in keys):
+    if any(HYBRIDVIT_KEY.search(k) for k in keys):
         return 'hybridvit'
-    raise CheckpointMismatchError('unrecognised MobileViT v1 checkpoint layout: expected timm (stages.i.j.'
-                     'conv1_1x1...), cvnets (conv_1, layer_1..5, ...) or hybridvit keys, got '
-                     f'{list(state_dict)[:6]}')
-
-
-def _convert_cvnets_key(key: str) -> str:
-    key = re.sub(r'^encoder\.', '', key)
-    key = key.replace('.block.', '.')
-    for pattern, repl in _CVNETS_RULES:
-        key = pattern.sub(repl, key)
-    return key
-
-
-def _convert_timm_key(key: str) -> str:
-    for pattern, repl in _TIMM_RULES:
-        key = pattern.sub(repl, key)
-    return key
+    raise CheckpointMismatchError(f'{unrecognised}, got {keys[:6]}')
 
 
 def convert_mobilevit_state_dict(
@@ -110,25 +123,7 @@ def convert_mobilevit_state_dict(
         original names of the classifier / segmentation-head keys that were left out.
 
     Raises:
-        ValueError: if the layout is not recognised.
+        CheckpointMismatchError: if the layout is not recognised or two keys collide after
+            conversion.
     """
-    fmt = detect_mobilevit_format(state_dict)
-    converted: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
-    dropped: List[str] = []
-    for key, value in state_dict.items():
-        if fmt == 'timm':
-            if _TIMM_HEAD.match(key):
-                dropped.append(key)
-                continue
-            new_key = _convert_timm_key(key)
-        elif fmt == 'cvnets':
-            if _CVNETS_HEAD.match(re.sub(r'^encoder\.', '', key)):
-                dropped.append(key)
-                continue
-            new_key = _convert_cvnets_key(key)
-        else:
-            new_key = key
-        if new_key in converted:
-            raise ValueError(f'checkpoint keys collide after conversion: "{key}" -> "{new_key}"')
-        converted[new_key] = value
-    return converted, dropped
+    return rename_keys(state_dict, _LAYOUTS.get(detect_mobilevit_format(state_dict)))

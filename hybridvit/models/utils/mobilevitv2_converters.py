@@ -30,30 +30,21 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from .checkpoint import CheckpointMismatchError
+from .key_rules import KeyLayout, rename_keys
+from .mobilevit_converters import (CVNETS_CONV_RULES, CVNETS_FINAL_NORM_RULE, CVNETS_HEAD,
+                                   TIMM_BLOCK_RULES, TIMM_HEAD, detect_timm_or_hybridvit)
+
 __all__ = ['detect_mobilevitv2_format', 'convert_mobilevitv2_state_dict']
 
 StateDict = Dict[str, torch.Tensor]
 
-# timm -> hybridvit (block-level renames; transformer names are timm's)
-_TIMM_RULES = [
-    (re.compile(r'^stages_(\d+)\.'), r'stages.\1.'),
-    (re.compile(r'^(stages\.\d+\.\d+\.)conv1_1x1\.'), r'\1expand_conv.'),
-    (re.compile(r'^(stages\.\d+\.\d+\.)conv2_kxk\.'), r'\1dw_conv.'),
-    (re.compile(r'^(stages\.\d+\.\d+\.)conv3_1x1\.'), r'\1project_conv.'),
-    (re.compile(r'^(stages\.\d+\.\d+\.)conv_kxk\.'), r'\1conv_local.'),
-    (re.compile(r'^(stages\.\d+\.\d+\.)conv_1x1\.'), r'\1conv_embed.'),
-]
-_TIMM_HEAD = re.compile(r'^head\.')
+# timm -> hybridvit (block-level renames as in v1; transformer names are timm's)
+_TIMM_RULES = [(re.compile(r'^stages_(\d+)\.'), r'stages.\1.')] + TIMM_BLOCK_RULES
 
 _GR = r'\.global_rep\.(\d+)\.'  # transformer layer k of a MobileViTv2 block
-_CVNETS_RULES = [  # applied after removing every ".block."
-    (re.compile(r'\.norm\.(weight|bias|running_mean|running_var|num_batches_tracked)$'),
-     r'.bn.\1'),
-    (re.compile(r'^conv_1\.'), 'stem.'),
-    (re.compile(r'^layer_(\d)\.'), lambda m: f'stages.{int(m.group(1)) - 1}.'),
-    (re.compile(r'\.exp_1x1\.'), '.expand_conv.'),
+_CVNETS_RULES = CVNETS_CONV_RULES + [
     (re.compile(r'\.conv_3x3\.'), '.dw_conv.'),
-    (re.compile(r'\.red_1x1\.'), '.project_conv.'),
     (re.compile(r'\.local_rep\.0\.'), '.conv_local.'),
     (re.compile(r'\.local_rep\.1\.conv\.'), '.conv_embed.'),
     (re.compile(_GR + r'pre_norm_attn\.0\.'), r'.transformer.\1.norm1.'),
@@ -62,9 +53,8 @@ _CVNETS_RULES = [  # applied after removing every ".block."
     (re.compile(_GR + r'pre_norm_ffn\.0\.'), r'.transformer.\1.norm2.'),
     (re.compile(_GR + r'pre_norm_ffn\.1\.conv\.'), r'.transformer.\1.mlp.fc1.'),
     (re.compile(_GR + r'pre_norm_ffn\.3\.conv\.'), r'.transformer.\1.mlp.fc2.'),
-    (re.compile(r'\.global_rep\.\d+\.(weight|bias)$'), r'.norm.\1'),
+    CVNETS_FINAL_NORM_RULE,
 ]
-_CVNETS_HEAD = re.compile(r'^(classifier|seg_head|aux_head)\.')
 
 _HF_RULES = [
     (re.compile(r'\.convolution\.'), '.conv.'),
@@ -90,37 +80,34 @@ _HF_RULES = [
 _HF_HEAD = re.compile(r'^(classifier|segmentation_head)\.')
 
 
+_LAYOUTS = {
+    'timm': KeyLayout(_TIMM_RULES, TIMM_HEAD),
+    'cvnets': KeyLayout(_CVNETS_RULES, CVNETS_HEAD, strip=r'^encoder\.'),
+    'hf': KeyLayout(_HF_RULES, _HF_HEAD, strip=r'^mobilevitv2\.'),
+}
+
+
 def detect_mobilevitv2_format(state_dict: StateDict) -> str:
     """Return ``'timm'``, ``'cvnets'``, ``'hf'`` or ``'hybridvit'`` for a MobileViTv2 state dict.
 
     Raises:
-        ValueError: no key identifies a MobileViTv2 layout (the message says when the file is a
-            MobileViT v1 checkpoint).
+        CheckpointMismatchError: no key identifies a MobileViTv2 layout (the message says when
+            the file is a MobileViT v1 checkpoint).
     """
     keys = list(state_dict)
     if any(re.search(r'\.(pre_norm_mha|attn\.qkv)\.', k) for k in keys):
-        raise ValueError('this is a MobileViT v1 checkpoint (multi-head attention keys '
-                         '"pre_norm_mha" / "attn.qkv"): use hybridvit.MobileViT')
+        raise CheckpointMismatchError(
+            'this is a MobileViT v1 checkpoint (multi-head attention keys "pre_norm_mha" / '
+            '"attn.qkv"): use hybridvit.MobileViT')
     if any(re.match(r'^(mobilevitv2\.)?(conv_stem|encoder\.layer)\.', k) for k in keys):
         return 'hf'
     if any(re.search(r'\.pre_norm_attn\.', k) for k in keys) or any(
             re.match(r'^(encoder\.)?(conv_1|layer_\d)\.', k) for k in keys):
         return 'cvnets'
-    if any(re.search(r'\.(conv1_1x1|conv2_kxk|conv3_1x1|conv_kxk|conv_1x1)\.', k) for k in keys):
-        return 'timm'
-    if any(re.search(r'\.(expand_conv|dw_conv|project_conv|conv_local|conv_embed)\.', k)
-           for k in keys):
-        return 'hybridvit'
-    raise ValueError('unrecognised MobileViTv2 checkpoint layout: expected timm (stem, '
-                     'stages.i.j.conv1_1x1 ...), cvnets (conv_1, layer_1..5 ...), HF '
-                     '(mobilevitv2.conv_stem, encoder.layer ...) or hybridvit keys, got '
-                     f'{keys[:6]}')
-
-
-def _apply(rules, key: str) -> str:
-    for pattern, repl in rules:
-        key = pattern.sub(repl, key)
-    return key
+    return detect_timm_or_hybridvit(
+        state_dict, 'unrecognised MobileViTv2 checkpoint layout: expected timm (stem, '
+        'stages.i.j.conv1_1x1 ...), cvnets (conv_1, layer_1..5 ...), HF (mobilevitv2.conv_stem, '
+        'encoder.layer ...) or hybridvit keys')
 
 
 def convert_mobilevitv2_state_dict(state_dict: StateDict
@@ -136,32 +123,6 @@ def convert_mobilevitv2_state_dict(state_dict: StateDict
         original names of the classifier / segmentation-head keys left out.
 
     Raises:
-        ValueError: unknown layout, a MobileViT v1 checkpoint, or colliding keys.
+        CheckpointMismatchError: unknown layout, a MobileViT v1 checkpoint, or colliding keys.
     """
-    fmt = detect_mobilevitv2_format(state_dict)
-    converted: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
-    dropped: List[str] = []
-    for key, value in state_dict.items():
-        if fmt == 'timm':
-            if _TIMM_HEAD.match(key):
-                dropped.append(key)
-                continue
-            new_key = _apply(_TIMM_RULES, key)
-        elif fmt == 'cvnets':
-            stripped = re.sub(r'^encoder\.', '', key)
-            if _CVNETS_HEAD.match(stripped):
-                dropped.append(key)
-                continue
-            new_key = _apply(_CVNETS_RULES, stripped.replace('.block.', '.'))
-        elif fmt == 'hf':
-            stripped = re.sub(r'^mobilevitv2\.', '', key)
-            if _HF_HEAD.match(stripped):
-                dropped.append(key)
-                continue
-            new_key = _apply(_HF_RULES, stripped)
-        else:
-            new_key = key
-        if new_key in converted:
-            raise ValueError(f'checkpoint keys collide after conversion: "{key}" -> "{new_key}"')
-        converted[new_key] = value
-    return converted, dropped
+    return rename_keys(state_dict, _LAYOUTS.get(detect_mobilevitv2_format(state_dict)))
