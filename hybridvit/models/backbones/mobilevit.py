@@ -7,25 +7,21 @@ timm's ``mobilevit_xxs/xs/s`` (https://github.com/huggingface/pytorch-image-mode
 and cvnets weights load after key conversion
 (:mod:`hybridvit.models.utils.mobilevit_converters`). Written from scratch for hybridvit.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
-import torch
 from torch import nn
 
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
-from ..layers.conv_bn import ConvNormAct
 from ..layers.mobilevit_block import MobileViTBlock
 from ..utils.mobilevit_converters import convert_mobilevit_state_dict
-from .base import HybridBackbone
-from .mobilevit_stages import (build_mv2_stages, convert_checked, forward_stages,
-                               init_without_cfg, stage_frozen_modules)
+from .mobilevit_stages import MobileViTFamily, build_mv2_stages, convert_checked
 
 __all__ = ['MobileViT']
 
 
 @MODELS.register_module()
-class MobileViT(HybridBackbone):
+class MobileViT(MobileViTFamily):
     """MobileViT v1 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
 
     Paper: https://arxiv.org/abs/2110.02178. Stem: 3x3 stride-2 conv-BN-SiLU (16 ch). L1: one
@@ -100,10 +96,7 @@ class MobileViT(HybridBackbone):
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None):
         super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
                          with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
-        if output_stride not in (8, 16, 32):
-            raise UserError(f'MobileViT: output_stride must be 8, 16 or 32, got '
-                            f'{output_stride!r}')
-        self.output_stride = output_stride
+        self._set_output_stride(output_stride)
         self.final_expansion = final_expansion
 
         cfg = self.arch_settings
@@ -119,15 +112,8 @@ class MobileViT(HybridBackbone):
         self.stem, self.stages, strides, in_ch = build_mv2_stages(
             cfg['stem_channels'], cfg['channels'], self._mv2_blocks, cfg['expand_ratio'],
             output_stride, global_block, norm_act, deploy)
-        stage_channels = list(cfg['channels'])
-        self.final_conv = None
-        if final_expansion:
-            self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, deploy=deploy,
-                                          **norm_act)
-            stage_channels[-1] = cfg['final_channels']
-        self.out_channels = [stage_channels[i] for i in self.out_indices]
-        self.out_strides = [strides[i] for i in self.out_indices]
-        self._freeze_stages()
+        self._finish_stages(strides, in_ch, cfg['final_channels'] if final_expansion else None,
+                            norm_act, deploy)
 
     @classmethod
     def check_arch(cls, settings: Dict) -> None:
@@ -136,19 +122,6 @@ class MobileViT(HybridBackbone):
             if dim % settings['num_heads']:
                 raise UserError(f'MobileViT arch transformer_dims {settings["transformer_dims"]} '
                                 f'must be divisible by num_heads={settings["num_heads"]}')
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
-        return forward_stages(self, x, self.final_conv)
-
-    def frozen_modules(self) -> List[nn.Module]:
-        """The stem, L1..L(frozen_stages) and, for ``frozen_stages=5``, the final expansion."""
-        return stage_frozen_modules(self, self.final_conv)
-
-    def init_weights(self) -> None:
-        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
-        if not init_without_cfg(self):
-            super().init_weights()
 
     def convert_state_dict(self, state_dict, source):
         """timm / cvnets / hybridvit layouts -> hybridvit names; classifier keys (and the final

@@ -15,12 +15,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from hybridvit.utils.errors import UserError
 from ..layers.conv_bn import ConvNormAct
 from ..layers.mobilevit_block import InvertedResidual
 from ..utils.checkpoint import CheckpointMismatchError
+from .base import HybridBackbone
 
-__all__ = ['build_mv2_stages', 'forward_stages', 'stage_frozen_modules', 'init_from_scratch',
-           'convert_checked', 'init_without_cfg']
+__all__ = ['MobileViTFamily', 'build_mv2_stages', 'init_from_scratch', 'convert_checked']
 
 # (stage index, out channels, dilation) -> the global block of L3..L5
 GlobalBlockFn = Callable[[int, int, int], nn.Module]
@@ -68,44 +69,69 @@ def build_mv2_stages(stem_channels: int, channels: Sequence[int], mv2_blocks: Se
     return stem, stages, strides, in_ch
 
 
-def forward_stages(backbone, x: torch.Tensor,
-                   final_conv: Optional[nn.Module] = None) -> Tuple[torch.Tensor, ...]:
-    """Stem, then the stages up to the last of ``backbone.out_indices`` (later ones are not
-    computed); ``final_conv`` (if any) is applied to the last stage's output."""
-    outs = []
-    x = backbone.run_checkpointed(backbone.stem, x)
-    last = backbone.num_stages - 1
-    for i in range(backbone.out_indices[-1] + 1):
-        for block in backbone.stages[i]:
-            x = backbone.run_checkpointed(block, x)
-        if i in backbone.out_indices:
-            if i == last and final_conv is not None:
-                outs.append(backbone.run_checkpointed(final_conv, x))
-            else:
-                outs.append(x)
-    return tuple(outs)
+class MobileViTFamily(HybridBackbone):
+    """Base of the MobileViT v1 / v2 / v3 backbones: a ``stem``, the ``stages`` L1..L5 and an
+    optional ``final_conv`` (the 1x1 expansion after L5 of v1 / v3) that subclasses build.
 
-
-def stage_frozen_modules(backbone, final_conv: Optional[nn.Module] = None) -> List[nn.Module]:
-    """The stem, L1..L(frozen_stages) and, when every stage is frozen, ``final_conv``."""
-    modules = [backbone.stem] + list(backbone.stages[:backbone.frozen_stages])
-    if backbone.frozen_stages == backbone.num_stages and final_conv is not None:
-        modules.append(final_conv)
-    return modules
-
-
-def init_without_cfg(backbone) -> bool:
-    """``init_weights()`` of a backbone without ``init_cfg``: cvnets' initialisation (once).
-
-    Returns:
-        ``False`` when the backbone has an ``init_cfg`` (the caller defers to the base class).
+    It provides the forward pass, the frozen modules and cvnets' from-scratch initialisation.
     """
-    if backbone.init_cfg is not None:
-        return False
-    if not backbone._is_init:
-        init_from_scratch(backbone)
-    backbone._is_init = True
-    return True
+
+    def _set_output_stride(self, output_stride: int) -> None:
+        if output_stride not in (8, 16, 32):
+            raise UserError(f'{type(self).__name__}: output_stride must be 8, 16 or 32, got '
+                            f'{output_stride!r}')
+        self.output_stride = output_stride
+
+    def _finish_stages(self, strides: Sequence[int], in_channels: int,
+                       final_channels: Optional[int], norm_act: Dict, deploy: bool) -> None:
+        """Add the 1x1 expansion after L5 (when ``final_channels``), set ``out_channels`` /
+        ``out_strides`` for ``out_indices`` and freeze ``frozen_stages``."""
+        stage_channels = list(self.arch_settings['channels'])
+        self.final_conv = None
+        if final_channels:
+            self.final_conv = ConvNormAct(in_channels, final_channels, 1, deploy=deploy,
+                                          **norm_act)
+            stage_channels[-1] = final_channels
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
+        self._freeze_stages()
+
+    def _final_conv(self) -> Optional[nn.Module]:
+        return getattr(self, 'final_conv', None)  # nn.Module raises AttributeError when absent
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Return the maps of ``out_indices`` (NCHW, in increasing stride). Stages after the
+        last of ``out_indices`` are not computed; ``final_conv`` (if any) follows L5."""
+        final_conv = self._final_conv()
+        outs = []
+        x = self.run_checkpointed(self.stem, x)
+        last = self.num_stages - 1
+        for i in range(self.out_indices[-1] + 1):
+            for block in self.stages[i]:
+                x = self.run_checkpointed(block, x)
+            if i in self.out_indices:
+                if i == last and final_conv is not None:
+                    outs.append(self.run_checkpointed(final_conv, x))
+                else:
+                    outs.append(x)
+        return tuple(outs)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """The stem, L1..L(frozen_stages) and, when every stage is frozen, ``final_conv``."""
+        modules = [self.stem] + list(self.stages[:self.frozen_stages])
+        final_conv = self._final_conv()
+        if self.frozen_stages == self.num_stages and final_conv is not None:
+            modules.append(final_conv)
+        return modules
+
+    def init_weights(self) -> None:
+        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init (once)."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        if not self._is_init:
+            init_from_scratch(self)
+        self._is_init = True
 
 
 def init_from_scratch(model: nn.Module) -> None:

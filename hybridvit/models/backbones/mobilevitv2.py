@@ -8,7 +8,7 @@ and ``config/mobilevit_v2.py``); the architecture and parameter layout match tim
 key conversion (:mod:`hybridvit.models.utils.mobilevitv2_converters`). Written from scratch for
 hybridvit.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from timm.layers import make_divisible
@@ -18,9 +18,7 @@ from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
 from ..layers.mobilevitv2_block import MobileViTv2Block
 from ..utils.mobilevitv2_converters import convert_mobilevitv2_state_dict
-from .base import HybridBackbone
-from .mobilevit_stages import (build_mv2_stages, convert_checked, forward_stages,
-                               init_without_cfg, stage_frozen_modules)
+from .mobilevit_stages import MobileViTFamily, build_mv2_stages, convert_checked
 
 __all__ = ['MobileViTv2']
 
@@ -42,7 +40,7 @@ def mobilevitv2_arch(width: float) -> Dict:
 
 
 @MODELS.register_module()
-class MobileViTv2(HybridBackbone):
+class MobileViTv2(MobileViTFamily):
     """MobileViTv2 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
 
     Paper: https://arxiv.org/abs/2206.02680. Stem: 3x3 stride-2 conv-BN-SiLU. L1: one MV2
@@ -109,13 +107,10 @@ class MobileViTv2(HybridBackbone):
             arch = str(float(arch))  # 1 -> '1.0', 0.75 -> '0.75'
         super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
                          with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
-        if output_stride not in (8, 16, 32):
-            raise UserError(f'MobileViTv2: output_stride must be 8, 16 or 32, got '
-                            f'{output_stride!r}')
+        self._set_output_stride(output_stride)
         if not 0.0 <= drop_path_rate < 1.0:
             raise UserError(f'MobileViTv2: drop_path_rate must be in [0, 1), got '
                             f'{drop_path_rate}')
-        self.output_stride = output_stride
 
         cfg = self.arch_settings
         norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
@@ -129,29 +124,14 @@ class MobileViTv2(HybridBackbone):
                 attn_drop=attn_drop_rate, drop_path=dpr[i - 2].tolist(), deploy=deploy,
                 **norm_act)
 
-        self.stem, self.stages, strides, _ = build_mv2_stages(
+        self.stem, self.stages, strides, in_ch = build_mv2_stages(
             cfg['stem_channels'], cfg['channels'], self._mv2_blocks, cfg['expand_ratio'],
             output_stride, global_block, norm_act, deploy)
-        self.out_channels = [cfg['channels'][i] for i in self.out_indices]
-        self.out_strides = [strides[i] for i in self.out_indices]
-        self._freeze_stages()
+        self._finish_stages(strides, in_ch, None, norm_act, deploy)  # no final expansion
 
     @classmethod
     def check_arch(cls, settings: Dict) -> None:
         cls.check_arch_lengths(settings, dict(channels=5, transformer_dims=3, depths=3))
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
-        return forward_stages(self, x)
-
-    def frozen_modules(self) -> List[nn.Module]:
-        """The stem and L1..L(frozen_stages)."""
-        return stage_frozen_modules(self)
-
-    def init_weights(self) -> None:
-        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
-        if not init_without_cfg(self):
-            super().init_weights()
 
     def convert_state_dict(self, state_dict, source):
         """timm / cvnets / HF / hybridvit layouts -> hybridvit names; classifier and

@@ -6,28 +6,24 @@ Authors' code: https://github.com/micronDLA/MobileViTv3 (patches of ml-cvnets: `
 for XXS / XS / S, ``MobileViTv3-v2`` for 0.5 / 0.75 / 1.0). Their checkpoints are in ml-cvnets'
 layout and load through the v1 / v2 converters. Written from scratch for hybridvit.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
-import torch
 from torch import nn
 
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
-from ..layers.conv_bn import ConvNormAct
 from ..layers.mobilevitv2_block import MobileViTv2Block
 from ..layers.mobilevitv3_block import MobileViTv3Block
 from ..utils.mobilevit_converters import convert_mobilevit_state_dict
 from ..utils.mobilevitv2_converters import convert_mobilevitv2_state_dict
-from .base import HybridBackbone
-from .mobilevit_stages import (build_mv2_stages, convert_checked, forward_stages,
-                               init_without_cfg, stage_frozen_modules)
+from .mobilevit_stages import MobileViTFamily, build_mv2_stages, convert_checked
 from .mobilevitv2 import mobilevitv2_arch
 
 __all__ = ['MobileViTv3']
 
 
 @MODELS.register_module()
-class MobileViTv3(HybridBackbone):
+class MobileViTv3(MobileViTFamily):
     """MobileViTv3 backbone: five stages L1..L5 at strides 2, 4, 8, 16, 32.
 
     Paper: https://arxiv.org/abs/2209.15159. Two families share the v3 block changes (depthwise
@@ -100,10 +96,7 @@ class MobileViTv3(HybridBackbone):
             arch = str(float(arch))
         super().__init__(arch, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
                          with_cp=with_cp, deploy=deploy, init_cfg=init_cfg)
-        if output_stride not in (8, 16, 32):
-            raise UserError(f'MobileViTv3: output_stride must be 8, 16 or 32, got '
-                            f'{output_stride!r}')
-        self.output_stride = output_stride
+        self._set_output_stride(output_stride)
         cfg = self.arch_settings
         v1 = cfg['base'] == 'v1'
         norm_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
@@ -125,15 +118,8 @@ class MobileViTv3(HybridBackbone):
         self.stem, self.stages, strides, in_ch = build_mv2_stages(
             cfg['stem_channels'], cfg['channels'], (1, 3 if v1 else 2, 1, 1, 1),
             cfg['expand_ratio'], output_stride, global_block, norm_act, deploy)
-        stage_channels = list(cfg['channels'])
-        self.final_conv = None
-        if final_expansion and cfg['final_channels']:
-            self.final_conv = ConvNormAct(in_ch, cfg['final_channels'], 1, deploy=deploy,
-                                          **norm_act)
-            stage_channels[-1] = cfg['final_channels']
-        self.out_channels = [stage_channels[i] for i in self.out_indices]
-        self.out_strides = [strides[i] for i in self.out_indices]
-        self._freeze_stages()
+        self._finish_stages(strides, in_ch, cfg['final_channels'] if final_expansion else None,
+                            norm_act, deploy)
 
     @classmethod
     def check_arch(cls, settings: Dict) -> None:
@@ -141,19 +127,6 @@ class MobileViTv3(HybridBackbone):
         if settings['base'] not in ('v1', 'v2'):
             raise UserError(f"MobileViTv3 arch['base'] must be 'v1' or 'v2', got "
                             f"{settings['base']!r}")
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return the maps of ``out_indices`` (NCHW, in increasing stride)."""
-        return forward_stages(self, x, self.final_conv)
-
-    def frozen_modules(self) -> List[nn.Module]:
-        """The stem, L1..L(frozen_stages) and, for ``frozen_stages=5``, the expansion."""
-        return stage_frozen_modules(self, self.final_conv)
-
-    def init_weights(self) -> None:
-        """``Pretrained``: load a checkpoint (base class); no ``init_cfg``: cvnets' init."""
-        if not init_without_cfg(self):
-            super().init_weights()
 
     def convert_state_dict(self, state_dict, source):
         """Authors' (ml-cvnets layout) / hybridvit weights -> hybridvit names: the v1 rules for
