@@ -84,10 +84,8 @@ def _random_rotation(rng: np.random.Generator, max_tilt: float = 90.0) -> np.nda
     The palm (or, with probability 1/2, the back) faces the camera, tilted away from the
     viewing axis by at most ``max_tilt`` degrees (uniform over that spherical cap), with any
     in-plane rotation. ``max_tilt=90`` covers every viewing direction: uniformly distributed
-    rotations.
+    rotations (:func:`make_mini_freihand` checks ``0 < max_tilt <= 90``).
     """
-    if not 0.0 < max_tilt <= 90.0:
-        raise UserError(f'max_tilt must be in (0, 90] degrees, got {max_tilt!r}')
     # identity: local +z (out of the back) points away from the camera, the palm faces it
     side = np.eye(3) if rng.random() < 0.5 else _axis_angle(np.array([1.0, 0.0, 0.0]), np.pi)
     spin = _axis_angle(np.array([0.0, 0.0, 1.0]), rng.uniform(-np.pi, np.pi))

@@ -70,8 +70,9 @@ def build_mv2_stages(stem_channels: int, channels: Sequence[int], mv2_blocks: Se
 
 
 class MobileViTFamily(HybridBackbone):
-    """Base of the MobileViT v1 / v2 / v3 backbones: a ``stem``, the ``stages`` L1..L5 and an
-    optional ``final_conv`` (the 1x1 expansion after L5 of v1 / v3) that subclasses build.
+    """Base of the MobileViT v1 / v2 / v3 backbones: subclasses build ``stem`` and ``stages``
+    L1..L5 (:func:`build_mv2_stages`) and call :meth:`_finish_stages`, which adds ``final_conv``
+    (the 1x1 expansion after L5 of v1 / v3; ``None`` for v2).
 
     It provides the forward pass, the frozen modules and cvnets' from-scratch initialisation.
     """
@@ -96,13 +97,10 @@ class MobileViTFamily(HybridBackbone):
         self.out_strides = [strides[i] for i in self.out_indices]
         self._freeze_stages()
 
-    def _final_conv(self) -> Optional[nn.Module]:
-        return getattr(self, 'final_conv', None)  # nn.Module raises AttributeError when absent
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Return the maps of ``out_indices`` (NCHW, in increasing stride). Stages after the
         last of ``out_indices`` are not computed; ``final_conv`` (if any) follows L5."""
-        final_conv = self._final_conv()
+        final_conv = self.final_conv  # set by _finish_stages (None: no final expansion)
         outs = []
         x = self.run_checkpointed(self.stem, x)
         last = self.num_stages - 1
@@ -119,9 +117,8 @@ class MobileViTFamily(HybridBackbone):
     def frozen_modules(self) -> List[nn.Module]:
         """The stem, L1..L(frozen_stages) and, when every stage is frozen, ``final_conv``."""
         modules = [self.stem] + list(self.stages[:self.frozen_stages])
-        final_conv = self._final_conv()
-        if self.frozen_stages == self.num_stages and final_conv is not None:
-            modules.append(final_conv)
+        if self.frozen_stages == self.num_stages and self.final_conv is not None:
+            modules.append(self.final_conv)
         return modules
 
     def init_weights(self) -> None:
