@@ -106,15 +106,19 @@ def test_segmentor_cli_export_matches(tmp_path, capsys):
         (1, 6, 24, 16)
 
 
-@pytest.mark.parametrize('size,rotation', [(64, False), (96, True)])
-def test_hand_model_export_matches(tmp_path, size, rotation):
+@pytest.mark.parametrize('size,head,extra', [
+    # the mini recipe: pose from the similarity fit onto 2.5D keypoints (Horn's quaternion by
+    # repeated squaring exports as plain MatMuls, an SVD would not export)
+    (64, {}, ['global_rot', 'keypoints_depth', 'keypoints_heatmap', 'keypoints_uv']),
+    (96, {'model.head.keypoint_branch': None, 'model.head.global_rotation': True},
+     ['global_rot']),
+    (96, {'model.head.keypoint_branch': None}, [])])
+def test_hand_model_export_matches(tmp_path, size, head, extra):
     # 64 / 96 px -> 2x2 / 3x3 last stage, pooled to the head's 4x4 grid (not a divisor)
-    model = reparameterize_model(_init(HAND_CFG, **{'model.head.faces': None,
-                                                    'model.head.global_rotation': rotation}))
+    model = reparameterize_model(_init(HAND_CFG, **{'model.head.faces': None, **head}))
     module, prefix, _ = exportable_part(model, 'hand', 'model')
     example = torch.randn(1, 3, size, size)
     names = output_names(module, example, prefix)
-    extra = ['global_rot'] if rotation else []
     assert names == sorted(['cam', 'joints', 'keypoints_2d_norm', 'verts'] + extra)
     checks = export_onnx(module, example, str(tmp_path / 'hand.onnx'), names=names)
     assert checks[0]['max_rel'] < TOL

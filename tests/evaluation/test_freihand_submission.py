@@ -50,7 +50,8 @@ def setup(tmp_path_factory):
     with DefaultScope.overwrite_default_scope('hybridvit'):  # other tests may leave mmdet/mmseg
         model = MODELS.build(cfg.model)
     with torch.no_grad():  # a camera that puts hands at varied depths and places
-        model.head.fc_cam.weight.normal_(0, 0.05)
+        cam = model.head.fc_cam or model.head.keypoint_branch.predict_maps
+        cam.weight.normal_(0, 0.05)
         model.head.fc_out.weight.normal_(0, 0.01)
     ckpt = str(tmp / 'model.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)

@@ -85,8 +85,13 @@ def test_folding_a_state_dict_without_its_conv_names_the_key():
      r'faces index vertices 0\.\.5 but the mesh has 3 vertices'),
     (dict(in_channels=8, faces=[[0, 1]]), r'^faces must have shape \(F, 3\), got \(1, 2\)$'),
     (dict(in_channels=8, global_rotation=True, mano_model_path='MANO_RIGHT.pkl'),
-     r"global_rotation=True is for the MANO-free head; MANO mode \(mano_model_path="
-     r"'MANO_RIGHT\.pkl'\)"),
+     r"global_rotation / keypoint_branch are for the MANO-free head; MANO mode "
+     r"\(mano_model_path='MANO_RIGHT\.pkl'\)"),
+    (dict(in_channels=8, global_rotation=True,
+          keypoint_branch=dict(in_channels=[8], in_index=[0])),
+     r'either global_rotation=True .* or keypoint_branch'),
+    (dict(in_channels=8, keypoint_branch=dict(in_channels=[8, 16], in_index=[0])),
+     r'keypoint_branch: in_channels \[8, 16\] and in_index \[0\] must be non-empty'),
 ])
 def test_hand_mesh_head_config_mistakes_are_user_errors(kwargs, pattern):
     _raises_user_error(lambda: HandMeshHead(**kwargs), pattern)

@@ -136,6 +136,125 @@ def test_procrustes_matches_scipy_and_undoes_rigid_motion():
         procrustes_rotation(source, target)
 
 
+def test_similarity_fit_is_kabsch_umeyama_without_svd():
+    """Horn's quaternion by repeated squaring == the SVD solution with det correction: same
+    rotation and least-squares scale / translation; proper rotations only; zeros stay finite."""
+    from hybridvit.models.heads.procrustes import similarity_fit
+    g = torch.Generator().manual_seed(2)
+    source = torch.randn(6, 21, 3, generator=g) * torch.tensor([1.0, 1.0, 0.1])  # flat hands
+    rot = _random_rotations(6, seed=4, dtype=torch.float32)
+    scale, trans = torch.rand(6, generator=g) * 5 + 0.5, torch.randn(6, 3, generator=g)
+    target = scale[:, None, None] * source @ rot.transpose(1, 2) + trans[:, None]
+    fit_rot, fit_scale, fit_trans = similarity_fit(source, target)
+    torch.testing.assert_close(fit_rot, rot, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fit_scale, scale, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fit_trans, trans, atol=1e-4, rtol=1e-4)
+    # unrelated targets: the optimum of sum <R a, b> over proper rotations (Kabsch + det fix)
+    target = torch.randn(6, 21, 3, generator=g)
+    a, b = source - source.mean(1, keepdim=True), target - target.mean(1, keepdim=True)
+    u, _, vh = torch.linalg.svd((b.transpose(1, 2) @ a).double())
+    fix = torch.ones(6, 3, dtype=torch.float64)
+    fix[:, 2] = torch.linalg.det(u @ vh)
+    kabsch = (u @ torch.diag_embed(fix) @ vh).float()
+    fit_rot, fit_scale, _ = similarity_fit(source, target)
+    torch.testing.assert_close(fit_rot, kabsch, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(fit_rot), torch.ones(6), atol=1e-5, rtol=0)
+    expected_scale = ((a @ kabsch.transpose(1, 2)) * b).sum((1, 2)) / a.pow(2).sum((1, 2))
+    torch.testing.assert_close(fit_scale, expected_scale, atol=1e-4, rtol=1e-4)
+    fit_rot, fit_scale, fit_trans = similarity_fit(torch.zeros(2, 21, 3), torch.zeros(2, 21, 3))
+    torch.testing.assert_close(fit_rot, torch.eye(3).expand(2, 3, 3))
+    assert (fit_scale == 0).all() and (fit_trans == 0).all()
+
+
+def test_soft_argmax_reads_peaks_and_values():
+    from hybridvit.models.heads.integral_keypoints import soft_argmax_2d
+    logits = torch.full((1, 2, 4, 8), -1e4)
+    logits[0, 0, 1, 6] = 0.0  # a peak at row 1, column 6 of a 4 x 8 map
+    logits[0, 1] = 0.0  # flat: the centre of the map
+    values = torch.arange(64.0).view(1, 2, 4, 8)
+    uv, value = soft_argmax_2d(logits, values)
+    torch.testing.assert_close(uv[0, 0], torch.tensor([6.5 / 8 * 2 - 1, 1.5 / 4 * 2 - 1]))
+    torch.testing.assert_close(uv[0, 1], torch.zeros(2))
+    torch.testing.assert_close(value[0], torch.tensor([14.0, values[0, 1].mean()]))
+
+
+def _keypoint_head():
+    torch.manual_seed(0)
+    return HandMeshHead(in_channels=[8, 16], in_index=[0, 1], pool_size=2, num_verts=7,
+                        hidden_dims=(32,),
+                        keypoint_branch=dict(in_channels=[8, 16], in_index=[0, 1], channels=8))
+
+
+def test_keypoint_branch_head_places_the_hand_on_its_2_5d_keypoints():
+    """The hand-frame joints fitted onto keypoints that are an exact similarity copy of them
+    come out in the copy's pose, at its scale, projecting onto its 2D positions; the fused map
+    is at the finest input resolution."""
+    head = _keypoint_head()
+    feats = (torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4))
+    assert head.mlp[0].in_features == (8 + 16) * 2 * 2 + 21 * 3  # pooled maps + 2.5D code
+    with torch.no_grad():
+        head.fc_out.weight.normal_(0, 0.1)  # a non-degenerate hand-frame skeleton
+        head.mlp[0].weight[:, -21 * 3:] = 0  # the hand-frame shape then ignores the keypoints
+    out = head(feats)
+    assert out['keypoints_uv'].shape == (2, 21, 2) and out['keypoints_depth'].shape == (2, 21)
+    assert out['keypoints_uv'].abs().max() < 1 and (out['keypoints_depth'][:, 0] == 0).all()
+    hand = out['joints'] @ out['global_rot']  # (B, J, 3) root-relative, hand frame
+    rot = _random_rotations(2, seed=5, dtype=torch.float32)
+    scale = torch.tensor([4.0, 9.0])
+    posed = scale[:, None, None] * hand @ rot.transpose(1, 2)  # crop units
+    uv = posed[..., :2] + torch.tensor([0.1, -0.2])
+    head.keypoint_branch.forward = lambda _feats: (uv.detach(), posed[..., 2].detach(),
+                                                   torch.zeros(2, 21, 8, 8))
+    out = head(feats)
+    torch.testing.assert_close(out['global_rot'], rot, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out['joints'], posed / scale[:, None, None], atol=1e-5,
+                               rtol=1e-4)
+    torch.testing.assert_close(out['cam'][:, 0], scale, rtol=1e-4, atol=0)
+    torch.testing.assert_close(out['keypoints_2d_norm'], uv, atol=1e-5, rtol=0)
+    assert (out['joints'][:, 0] == 0).all()
+
+
+def test_keypoint_branch_losses_train_both_branches():
+    """kp_uv / kp_depth are 0 for 2.5D keypoints that match labels made by a weak-perspective
+    camera, and every loss reaches both the MLP and the keypoint branch."""
+    head = _keypoint_head()
+    feats = (torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4))
+    samples = _samples(2, num_verts=7)
+    scale, shift = torch.tensor([5.0, 7.0]), torch.tensor([0.1, 0.3])
+    for i, ds in enumerate(samples):  # labels from a weak-perspective camera
+        ds.gt_keypoints_2d = (scale[i] * ds.gt_joints[:, :2] + shift + 1) / 2 * 64
+    losses = head.loss(feats, samples)
+    assert {'loss_kp_uv', 'loss_kp_depth', 'loss_kp_heatmap', 'loss_joints', 'loss_2d'} <= \
+        set(losses)
+    sum(losses.values()).backward()
+    assert head.keypoint_branch.predict_maps.weight.grad.abs().sum() > 0
+    assert head.fc_out.weight.grad.abs().sum() > 0
+    gt = torch.stack([ds.gt_joints for ds in samples])
+    uv = scale[:, None, None] * gt[..., :2] + shift
+    depth = scale[:, None] * (gt[..., 2] - gt[:, :1, 2])
+    head.keypoint_branch.forward = lambda _feats: (uv, depth, torch.zeros(2, 21, 8, 8))
+    losses = head.loss(feats, samples)
+    assert float(losses['loss_kp_uv']) < 1e-6 and float(losses['loss_kp_depth']) < 1e-6
+
+
+def test_heatmap_kl_loss_is_zero_for_the_target_gaussian():
+    from hybridvit.models.heads.integral_keypoints import heatmap_kl_loss, soft_argmax_2d
+    uv = torch.tensor([[[0.1, -0.3], [-0.5, 0.6]]])  # (1, 2, 2)
+    h = w = 16
+    xs = (torch.arange(w) + 0.5) * (2.0 / w) - 1.0
+    cells = ((xs[None, :] - uv[0, :, :1]) * w / 2) ** 2  # (2, W)
+    rows = ((xs[None, :] - uv[0, :, 1:]) * h / 2) ** 2  # (2, H)
+    log_gauss = -(rows[:, :, None] + cells[:, None, :]) / 2  # sigma 1 cell, (2, H, W)
+    assert float(heatmap_kl_loss(log_gauss[None], uv)) == pytest.approx(0.0, abs=1e-5)
+    flat = float(heatmap_kl_loss(torch.zeros(1, 2, h, w), uv))
+    assert flat > 2.0  # log(256) - entropy of a 1-cell Gaussian (~2.8) = ~2.7
+    # its soft-argmax is at the label (the grid is large enough not to cut the Gaussian)
+    pos, _ = soft_argmax_2d(log_gauss[None], torch.zeros(1, 2, h, w))
+    torch.testing.assert_close(pos, uv, atol=1e-3, rtol=0)
+    far = torch.tensor([[[5.0, 5.0]]])  # a label far off the map is ignored
+    assert float(heatmap_kl_loss(torch.zeros(1, 1, h, w), far)) == 0.0
+
+
 def test_rotation_6d_gives_proper_rotations():
     from hybridvit.models.heads.rotation_6d import IDENTITY_6D, rotation_6d_to_matrix
     rot = rotation_6d_to_matrix(torch.randn(5, 6, generator=torch.Generator().manual_seed(0)))

@@ -27,10 +27,27 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-__all__ = ['recover_root', 'weak_perspective_to_camera']
+__all__ = ['fit_weak_perspective', 'recover_root', 'weak_perspective_to_camera']
 
 #: FreiHAND's reference bone (``evaluation_scale.json``): middle finger MCP -> PIP.
 REF_BONE = (9, 10)
+
+
+def fit_weak_perspective(xy: torch.Tensor, uv: torch.Tensor
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares weak-perspective camera ``uv ~ s * xy + t`` per sample.
+
+    Args:
+        xy (torch.Tensor): (B, J, 2) camera-frame x, y of the joints (metres).
+        uv (torch.Tensor): (B, J, 2) their image positions (any units, e.g. ``[-1, 1]``).
+
+    Returns:
+        tuple: scale ``s`` (B,) and shift ``t`` (B, 2).
+    """
+    mean_xy, mean_uv = xy.mean(1, keepdim=True), uv.mean(1, keepdim=True)  # (B, 1, 2)
+    xy_c, uv_c = xy - mean_xy, uv - mean_uv
+    scale = (xy_c * uv_c).sum((1, 2)) / xy_c.pow(2).sum((1, 2)).clamp(min=1e-12)  # (B,)
+    return scale, (mean_uv - scale[:, None, None] * mean_xy)[:, 0]
 
 
 def recover_root(uv_root: torch.Tensor, scale: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,13 @@ This head is our own design in that spirit: average pooling of one or more backb
 
 plus a weak-perspective camera ``(s, tx, ty)`` that maps root-relative 3D joints onto the
 normalised crop (``[-1, 1]`` across the input image): ``uv_norm = s * xy + (tx, ty)``.
+
+With ``keypoint_branch`` the MLP regresses the hand in its own frame only; an integral 2.5D
+keypoint branch (:mod:`.integral_keypoints`) locates the joints in the image (position and
+root-relative depth, in crop units), and the rotation, camera scale and root position are the
+least-squares similarity fit of the regressed joints onto those 2.5D keypoints
+(:func:`.procrustes.similarity_fit`). Orientation and placement then come from where the
+joints are seen, not from a pooled global feature.
 Losses: L1 on joints, L1 on vertices (optionally also after a rigid Procrustes alignment, as the
 FreiHAND metrics align, see :mod:`.procrustes`), L1 on the reprojected 2D keypoints, and, when mesh
 faces are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee,
@@ -32,13 +39,15 @@ from mmengine.structures import BaseDataElement
 from hybridvit.models.layers.grid_pool import grid_avg_pool2d
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
-from .hand_camera import weak_perspective_to_camera
+from .hand_camera import fit_weak_perspective, weak_perspective_to_camera
+from .integral_keypoints import IntegralKeypointBranch, heatmap_kl_loss
 from .mano import MANOLayer
-from .procrustes import rigid_align
+from .procrustes import rigid_align, similarity_fit
 from .rotation_6d import IDENTITY_6D, rotation_6d_to_matrix
 
 _DEFAULT_LOSS_WEIGHTS = dict(joints=1.0, verts=1.0, pa_joints=0.0, pa_verts=0.0,
-                             keypoints_2d=0.1, edge=1.0, normal=0.1, betas=1e-3)
+                             keypoints_2d=0.1, edge=1.0, normal=0.1, betas=1e-3,
+                             kp_uv=1.0, kp_depth=1.0, kp_heatmap=1.0)
 
 
 def _load_faces(faces) -> Optional[np.ndarray]:
@@ -88,6 +97,15 @@ def _stack(data_samples: Sequence[BaseDataElement], key: str, device) -> torch.T
     return torch.stack(values).to(device=device, dtype=torch.float32)
 
 
+def _keypoint_shape_code(uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """(B, J, 2) positions + (B, J) root-relative depths -> (B, 3 J) MLP input: the 2.5D
+    skeleton relative to its root and divided by its mean radius (pose and shape, not place or
+    size), detached so only the keypoint losses train the keypoint branch."""
+    points = torch.cat([uv - uv[:, :1], depth[..., None]], dim=-1).detach()  # (B, J, 3)
+    radius = points.norm(dim=-1).mean(dim=1).clamp(min=1e-6)  # (B,)
+    return (points / radius[:, None, None]).flatten(1)
+
+
 @MODELS.register_module()
 class HandMeshHead(BaseModule):
     """Pool + MLP hand mesh regressor with a weak-perspective camera.
@@ -116,7 +134,8 @@ class HandMeshHead(BaseModule):
         loss_weights (dict, optional): weights for ``joints``, ``verts`` (camera frame),
             ``pa_joints``, ``pa_verts`` (after rigid Procrustes alignment to the ground truth;
             off by default), ``keypoints_2d``, ``edge``, ``normal`` (edge / normal only with
-            faces) and ``betas`` (MANO mode).
+            faces), ``betas`` (MANO mode), ``kp_uv`` / ``kp_depth`` (``keypoint_branch``:
+            2D position and root-relative depth of its 2.5D keypoints).
         faces (str | array, optional): (F, 3) mesh faces (array, ``.npy`` or ``.json`` file)
             enabling the edge / normal losses in MANO-free mode (MANO mode uses MANO's faces).
         mano_model_path (str, optional): MANO ``.pkl``; switches to MANO mode.
@@ -124,6 +143,11 @@ class HandMeshHead(BaseModule):
         ref_bone_scale (bool): for the camera-frame predictions, rescale the hand to the
             sample's reference bone length ``scale`` (FreiHAND's ``*_scale.json``) before
             recovering the root. Defaults to True.
+        keypoint_branch (dict, optional): MANO-free mode: arguments of
+            :class:`IntegralKeypointBranch` (``in_channels``, ``in_index`` of the backbone maps
+            it fuses, ``channels``). The rotation, camera scale and root position are then the
+            similarity fit of the regressed (hand-frame) joints onto the branch's 2.5D
+            keypoints, which are trained by the ``kp_uv`` / ``kp_depth`` losses.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -134,7 +158,8 @@ class HandMeshHead(BaseModule):
                  dropout: float = 0.0, cam_scale_init: float = 8.0, coord_scale: float = 0.1,
                  loss_weights: Optional[dict] = None, faces=None,
                  mano_model_path: Optional[str] = None, mano_cfg: Optional[dict] = None,
-                 ref_bone_scale: bool = True, init_cfg: Optional[dict] = None) -> None:
+                 ref_bone_scale: bool = True, keypoint_branch: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         multi = isinstance(in_index, (list, tuple))
         self.in_index = list(in_index) if multi else [in_index]
@@ -157,10 +182,13 @@ class HandMeshHead(BaseModule):
         self.coord_scale = float(coord_scale)
 
         self.mano = None
-        if mano_model_path is not None and global_rotation:
-            raise UserError('HandMeshHead: global_rotation=True is for the MANO-free head; '
-                            f'MANO mode (mano_model_path={mano_model_path!r}) already regresses '
-                            'the global orientation')
+        if mano_model_path is not None and (global_rotation or keypoint_branch):
+            raise UserError('HandMeshHead: global_rotation / keypoint_branch are for the '
+                            f'MANO-free head; MANO mode (mano_model_path={mano_model_path!r}) '
+                            'regresses the global orientation itself')
+        if keypoint_branch is not None and global_rotation:
+            raise UserError('HandMeshHead: use either global_rotation=True (regressed rotation) '
+                            'or keypoint_branch (rotation fitted to 2.5D keypoints), not both')
         if mano_model_path is not None:
             self.mano = MANOLayer(mano_model_path, **(mano_cfg or {}))
             num_verts = self.mano.v_template.shape[0]
@@ -190,6 +218,8 @@ class HandMeshHead(BaseModule):
 
         layers: List[nn.Module] = []
         dim = sum(in_channels) * self.pool_size ** 2
+        if keypoint_branch is not None:
+            dim += 3 * num_joints  # the 2.5D keypoints' shape code (_keypoint_shape_code)
         for hidden in hidden_dims:
             layers += [nn.Linear(dim, hidden), nn.GELU()]
             dim = hidden
@@ -197,10 +227,16 @@ class HandMeshHead(BaseModule):
             layers.append(nn.Dropout(dropout))
         self.mlp = nn.Sequential(*layers)
         self.fc_out = nn.Linear(dim, out_dim)
-        self.fc_cam = nn.Linear(dim, 3)
-        for fc in (self.fc_out, self.fc_cam):
-            nn.init.normal_(fc.weight, std=1e-3)
-            nn.init.zeros_(fc.bias)
+        nn.init.normal_(self.fc_out.weight, std=1e-3)
+        nn.init.zeros_(self.fc_out.bias)
+        self.keypoint_branch = self.fc_cam = None
+        if keypoint_branch is not None:
+            self.keypoint_branch = IntegralKeypointBranch(num_joints=num_joints,
+                                                          **keypoint_branch)
+        else:
+            self.fc_cam = nn.Linear(dim, 3)
+            nn.init.normal_(self.fc_cam.weight, std=1e-3)
+            nn.init.zeros_(self.fc_cam.bias)
         self.fc_rot = None
         if global_rotation:
             self.fc_rot = nn.Linear(dim, 6)
@@ -216,7 +252,9 @@ class HandMeshHead(BaseModule):
             dict: ``joints`` (B, J, 3) and ``verts`` (B, V, 3) root-relative (joint 0) metres,
             ``cam`` (B, 3) = (s, tx, ty), ``keypoints_2d_norm`` (B, J, 2) in [-1, 1] crop
             coordinates; in MANO mode also ``global_orient``, ``hand_pose``, ``betas``; with
-            ``global_rotation`` also ``global_rot`` (B, 3, 3) (camera = hand frame @ R^T).
+            ``global_rotation`` or ``keypoint_branch`` also ``global_rot`` (B, 3, 3) (camera =
+            hand frame @ R^T); with ``keypoint_branch`` also its ``keypoints_uv`` (B, J, 2) and
+            root-relative ``keypoints_depth`` (B, J), crop units.
         """
         if isinstance(feats, torch.Tensor):
             feats = (feats,)
@@ -233,6 +271,10 @@ class HandMeshHead(BaseModule):
             else:
                 # (B, C, H, W) -> (B, C, p, p) -> (B, C * p * p)
                 pooled.append(grid_avg_pool2d(feat, self.pool_size).flatten(1))
+        keypoints = None
+        if self.keypoint_branch is not None:
+            keypoints = self.keypoint_branch(feats)  # uv (B, J, 2), depth (B, J), logits
+            pooled.append(_keypoint_shape_code(*keypoints[:2]))
         x = self.mlp(torch.cat(pooled, dim=1))  # (B, hidden)
         out = self.fc_out(x)
         bsz = out.shape[0]
@@ -244,6 +286,8 @@ class HandMeshHead(BaseModule):
                 rot = rotation_6d_to_matrix(self.fc_rot(x))  # (B, 3, 3)
                 coords = coords @ rot.transpose(1, 2)  # hand frame -> camera frame
                 result['global_rot'] = rot
+            elif keypoints is not None:
+                return self._fit_to_keypoints(keypoints, coords, result)
             joints, verts = coords[:, :self.num_joints], coords[:, self.num_joints:]
         else:
             params = torch.split(out, list(self.param_dims.values()), dim=1)
@@ -258,6 +302,29 @@ class HandMeshHead(BaseModule):
         cam = torch.cat([scale, raw_cam[:, 1:]], dim=1)  # (B, 3)
         kp_norm = joints[..., :2] * scale[:, None] + raw_cam[:, None, 1:]  # (B, J, 2)
         result.update(joints=joints, verts=verts, cam=cam, keypoints_2d_norm=kp_norm)
+        return result
+
+    def _fit_to_keypoints(self, keypoints: tuple, coords: torch.Tensor,
+                          result: dict) -> Dict[str, torch.Tensor]:
+        """Place the hand-frame ``coords`` (B, J + V, 3) by fits of its joints onto the 2.5D
+        keypoints: the rotation from the 3D similarity fit, the camera scale and shift from the
+        2D positions alone (the least-squares weak-perspective camera of the rotated joints; the
+        depths, read less precisely, do not bias the scale). The fits are not differentiated
+        (like the aligned losses), so the mesh losses train the shape under the fitted pose."""
+        uv, depth, logits = keypoints  # (B, J, 2), (B, J), (B, J, h, w)
+        target = torch.cat([uv, depth[..., None]], dim=-1)  # (B, J, 3) crop units
+        rot, _, _ = similarity_fit(coords[:, :self.num_joints].detach(), target.detach())
+        coords = coords @ rot.transpose(1, 2)  # hand frame -> camera frame, metres
+        joints, verts = coords[:, :self.num_joints], coords[:, self.num_joints:]
+        root = joints[:, :1]  # (B, 1, 3)
+        joints, verts = joints - root, verts - root
+        with torch.no_grad():
+            scale, shift = fit_weak_perspective(joints[..., :2], uv)  # (B,), (B, 2)
+        uv_root = shift  # the root is at the origin of the root-relative joints
+        kp_norm = joints[..., :2] * scale[:, None, None] + uv_root[:, None]  # (B, J, 2)
+        result.update(joints=joints, verts=verts, global_rot=rot, keypoints_uv=uv,
+                      keypoints_depth=depth, keypoints_heatmap=logits, keypoints_2d_norm=kp_norm,
+                      cam=torch.cat([scale[:, None], uv_root], dim=1))
         return result
 
     # ------------------------------------------------------------------ losses
@@ -310,16 +377,38 @@ class HandMeshHead(BaseModule):
                 losses['loss_pa_verts'] = w['pa_verts'] * F.l1_loss(
                     rigid_align(pred['verts'], gt_verts), gt_verts)
             if self.faces is not None:
-                losses.update(self._mesh_losses(pred['verts'], gt_verts))
-        if w['keypoints_2d'] > 0:
+                # a fitted rotation is not trained: judge the normals after rigid alignment
+                verts = (rigid_align(pred['verts'], gt_verts)
+                         if self.keypoint_branch is not None else pred['verts'])
+                losses.update(self._mesh_losses(verts, gt_verts))
+        if w['keypoints_2d'] > 0 or self.keypoint_branch is not None:
             kp = _stack(data_samples, 'gt_keypoints_2d', device)  # (B, J, 2) pixels
             size = torch.tensor([[ds.img_shape[1], ds.img_shape[0]] for ds in data_samples],
                                 dtype=kp.dtype, device=device)[:, None]  # (B, 1, 2) = (w, h)
             kp_norm = kp / size * 2 - 1
-            losses['loss_2d'] = w['keypoints_2d'] * F.l1_loss(pred['keypoints_2d_norm'],
-                                                              kp_norm)
+            if w['keypoints_2d'] > 0:
+                losses['loss_2d'] = w['keypoints_2d'] * F.l1_loss(pred['keypoints_2d_norm'],
+                                                                  kp_norm)
+            if self.keypoint_branch is not None:
+                losses.update(self._keypoint_losses(pred, gt_joints, kp_norm))
         if self.mano is not None and w['betas'] > 0:
             losses['loss_betas'] = w['betas'] * pred['betas'].pow(2).mean()
+        return losses
+
+    def _keypoint_losses(self, pred: dict, gt_joints: torch.Tensor,
+                         kp_norm: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """L1 losses of the 2.5D keypoints: position against the 2D labels, depth against
+        the root-relative ground-truth depth in crop units (times the weak-perspective scale
+        that best maps the ground-truth joints onto their 2D labels)."""
+        w = self.loss_weights
+        gt_scale, _ = fit_weak_perspective(gt_joints[..., :2], kp_norm)  # (B,)
+        gt_depth = gt_scale[:, None] * (gt_joints[..., 2] - gt_joints[:, :1, 2])  # (B, J)
+        losses = dict(loss_kp_uv=w['kp_uv'] * F.l1_loss(pred['keypoints_uv'], kp_norm),
+                      loss_kp_depth=w['kp_depth'] * F.l1_loss(pred['keypoints_depth'],
+                                                              gt_depth))
+        if w['kp_heatmap'] > 0:
+            losses['loss_kp_heatmap'] = w['kp_heatmap'] * heatmap_kl_loss(
+                pred['keypoints_heatmap'], kp_norm)
         return losses
 
     # ---------------------------------------------------------------- predict
