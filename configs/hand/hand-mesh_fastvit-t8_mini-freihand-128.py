@@ -22,7 +22,7 @@ model = dict(
         # procedural mesh faces written by the generator: enables edge / normal losses
         faces=data_root + '/mesh_faces.json',
         # camera-frame L1 plus L1 after rigid alignment (trains shape despite ambiguous rotation)
-        loss_weights=dict(joints=0.5, verts=0.0, pa_joints=1.0, pa_verts=1.0, keypoints_2d=0.1,
+        loss_weights=dict(joints=0.5, verts=0.5, pa_joints=1.0, pa_verts=1.0, keypoints_2d=0.1,
                           edge=1.0, normal=0.1)))
 
 train_pipeline = [

@@ -85,7 +85,8 @@ def test_adding_a_task_is_one_class():
 @pytest.mark.parametrize('name, part, names, shape', [
     ('seg', 'model', ['seg_logits'], (64, 64)),
     ('det', 'backbone', ['feat0', 'feat1', 'feat2', 'feat3'], (64, 96)),
-    ('hand', 'model', ['cam', 'global_rot', 'joints', 'keypoints_2d_norm', 'verts'], (64, 64)),
+    ('hand', 'model', ['cam', 'global_rot', 'joints', 'keypoints_2d_norm', 'keypoints_depth',
+                       'keypoints_heatmap', 'keypoints_uv', 'verts'], (64, 64)),
 ])
 def test_adapter_builds_mini_config_and_fused_outputs_match(name, part, names, shape):
     model = _randomise_bn(_init(name))

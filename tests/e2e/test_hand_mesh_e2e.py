@@ -27,7 +27,7 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
             f'model.head.faces={data}/mesh_faces.json',
             f'test_evaluator.out_dir={work}/pred']
     run_tool('tools/train.py', CONFIG, '--work-dir', work, *opts)
-    run_tool('tools/test.py', CONFIG, f'{work}/iter_1500.pth', '--work-dir', work + '/test', *opts)
+    run_tool('tools/test.py', CONFIG, f'{work}/iter_3000.pth', '--work-dir', work + '/test', *opts)
     trained = read_metrics(work + '/test')
     baseline_file = str(tmp_path / 'baseline.json')
     # the baseline tool reads the config's data_root: point it at the same data
@@ -43,6 +43,10 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
     print(f'trained: {trained}\nmean-pose baseline: {baseline}')  # shown with -s
     assert trained['freihand/pa_mpjpe'] < 0.7 * baseline['pa_mpjpe'], (trained, baseline)
     assert trained['freihand/pa_f_15mm'] > baseline['pa_f_15mm'], (trained, baseline)
+    # the orientation is learned (keypoint branch + fit): root-relative error well below the
+    # mean pose's, and the projected skeleton on the hand (128-px crops)
+    assert trained['freihand/rr_mpjpe'] < 0.5 * baseline['rr_mpjpe'], (trained, baseline)
+    assert trained['freihand/kp2d_err'] < 10.0, trained
 
     # a submission for the evaluation images as FreiHAND gives them (K, scale, no labels)
     unlabelled = str(tmp_path / 'unlabelled')
@@ -50,13 +54,14 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
     for name in ('evaluation_xyz.json', 'evaluation_verts.json'):
         (tmp_path / 'unlabelled' / name).unlink()
     sub = str(tmp_path / 'submission')
-    run_tool('tools/test.py', CONFIG, f'{work}/iter_1500.pth', '--work-dir', work + '/sub',
+    run_tool('tools/test.py', CONFIG, f'{work}/iter_3000.pth', '--work-dir', work + '/sub',
              '--out', sub, *[o.replace(data, unlabelled) for o in opts if 'out_dir' not in o])
     scores = official_eval(data, osp.join(sub, 'pred.json'))
     print(f'official evaluation of the submission (cm): {scores}')
-    # NOTE: issue 15 asks for an unaligned MPJPE within 2x the aligned one; not asserted while
-    # the mini model does not learn the global orientation (its weak-perspective scale shrinks
-    # and the recovered depth is too far: 52.7 cm unaligned vs 1.8 cm aligned, docs/hand_mesh.md).
+    # NOTE: issue 15 asks for an unaligned MPJPE within 2x the aligned one; not asserted: the
+    # depth recovered from the weak-perspective scale is still ~10-30 % off at this 2D accuracy
+    # (docs/hand_mesh.md). It is asserted to be far better than before the keypoint branch:
+    assert scores['xyz_mean3d'] * 10 < 350.0, scores
     # The file gives the aligned numbers our metric reports:
     assert scores['xyz_al_mean3d'] * 10 == pytest.approx(trained['freihand/pa_mpjpe'], rel=1e-4)
     assert scores['mesh_al_mean3d'] * 10 == pytest.approx(trained['freihand/pa_mpvpe'], rel=1e-4)

@@ -97,15 +97,6 @@ def _stack(data_samples: Sequence[BaseDataElement], key: str, device) -> torch.T
     return torch.stack(values).to(device=device, dtype=torch.float32)
 
 
-def _keypoint_shape_code(uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """(B, J, 2) positions + (B, J) root-relative depths -> (B, 3 J) MLP input: the 2.5D
-    skeleton relative to its root and divided by its mean radius (pose and shape, not place or
-    size), detached so only the keypoint losses train the keypoint branch."""
-    points = torch.cat([uv - uv[:, :1], depth[..., None]], dim=-1).detach()  # (B, J, 3)
-    radius = points.norm(dim=-1).mean(dim=1).clamp(min=1e-6)  # (B,)
-    return (points / radius[:, None, None]).flatten(1)
-
-
 @MODELS.register_module()
 class HandMeshHead(BaseModule):
     """Pool + MLP hand mesh regressor with a weak-perspective camera.
@@ -218,8 +209,6 @@ class HandMeshHead(BaseModule):
 
         layers: List[nn.Module] = []
         dim = sum(in_channels) * self.pool_size ** 2
-        if keypoint_branch is not None:
-            dim += 3 * num_joints  # the 2.5D keypoints' shape code (_keypoint_shape_code)
         for hidden in hidden_dims:
             layers += [nn.Linear(dim, hidden), nn.GELU()]
             dim = hidden
@@ -274,7 +263,6 @@ class HandMeshHead(BaseModule):
         keypoints = None
         if self.keypoint_branch is not None:
             keypoints = self.keypoint_branch(feats)  # uv (B, J, 2), depth (B, J), logits
-            pooled.append(_keypoint_shape_code(*keypoints[:2]))
         x = self.mlp(torch.cat(pooled, dim=1))  # (B, hidden)
         out = self.fc_out(x)
         bsz = out.shape[0]

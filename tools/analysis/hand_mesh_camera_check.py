@@ -1,0 +1,100 @@
+"""Where does a hand-mesh model's camera-frame error come from? For the config's test split, prints
+the mean 2D error of the projected skeleton and (``keypoint_branch`` heads) of the soft-argmax
+keypoints (pixels of the input crop), the root-relative MPJPE, and, as median [p10, p90] over the
+samples, the ratios predicted / true of: the weak-perspective scale (least-squares fit of the
+joints onto their 2D positions; it sets the recovered depth, ``depth ~ 1 / scale``), the spread of
+the 2D skeleton, the reference bone 9-10 and the hand size.
+
+    python tools/analysis/hand_mesh_camera_check.py CONFIG CHECKPOINT [--num 64] \
+        [--cfg-options test_dataloader.dataset.data_root=DATA]
+"""
+import argparse
+import json
+
+from hybridvit.utils.cli import UserError, run_cli
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="diagnose a hand-mesh model's camera")
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--num', type=int, default=0, help='test samples (default: all)')
+    parser.add_argument('--batch', type=int, default=16)
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--debug', action='store_true')
+    return parser.parse_args()
+
+
+def _spread(points):
+    """(B, J, 2) -> (B,) mean distance of the points from their centroid."""
+    return (points - points.mean(1, keepdim=True)).norm(dim=-1).mean(1)
+
+
+def _summary(values):
+    import numpy as np
+    p10, p50, p90 = np.percentile(np.asarray(values), [10, 50, 90])
+    return f'{p50:.3f} [{p10:.3f}, {p90:.3f}]'
+
+
+def main():
+    args = parse_args()
+    if args.num < 0 or args.batch < 1:
+        raise UserError(f'--num must be >= 0 and --batch >= 1, got {args.num}, {args.batch}')
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+
+    import hybridvit.datasets  # noqa: F401
+    from hybridvit.apis import init_model
+    from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
+    from hybridvit.registry import DATASETS
+    model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    with DefaultScope.overwrite_default_scope('hybridvit'):
+        dataset = DATASETS.build(model.cfg.test_dataloader.dataset)
+    num = len(dataset) if args.num == 0 else min(args.num, len(dataset))
+    stats = {k: [] for k in ('err_2d', 'err_2d_keypoints', 'rr_mpjpe', 'scale', 'spread',
+                             'bone', 'size')}
+    for start in range(0, num, args.batch):
+        batch = pseudo_collate([dataset[i] for i in range(start, min(start + args.batch, num))])
+        data = model.data_preprocessor(batch, False)
+        samples = data['data_samples']
+        if any('gt_joints' not in s for s in samples):
+            raise UserError(f'{args.config}: the test split has no 3D labels to compare with')
+        with torch.no_grad():
+            out = model(data['inputs'], mode='tensor')
+        size = torch.tensor([[s.img_shape[1], s.img_shape[0]] for s in samples],
+                            dtype=torch.float32)[:, None]  # (B, 1, 2) = (w, h)
+        gt_2d = torch.stack([s.gt_keypoints_2d for s in samples]).float()  # (B, J, 2) px
+        gt_j = torch.stack([s.gt_joints for s in samples]).float()  # (B, J, 3) root-relative
+        gt_norm = gt_2d / size * 2 - 1
+
+        def px(norm):
+            return (norm + 1) / 2 * size
+
+        stats['err_2d'] += (px(out['keypoints_2d_norm']) - gt_2d).norm(dim=-1).mean(1).tolist()
+        if 'keypoints_uv' in out:
+            stats['err_2d_keypoints'] += (px(out['keypoints_uv']) - gt_2d).norm(dim=-1).mean(
+                1).tolist()
+        stats['rr_mpjpe'] += ((out['joints'] - gt_j).norm(dim=-1).mean(1) * 1000).tolist()
+        true_scale, _ = fit_weak_perspective(gt_j[..., :2], gt_norm)
+        stats['scale'] += (out['cam'][:, 0] / true_scale).tolist()
+        stats['spread'] += (_spread(out['keypoints_2d_norm']) / _spread(gt_norm)).tolist()
+        bone = (out['joints'][:, REF_BONE[1]] - out['joints'][:, REF_BONE[0]]).norm(dim=-1)
+        gt_bone = (gt_j[:, REF_BONE[1]] - gt_j[:, REF_BONE[0]]).norm(dim=-1)
+        stats['bone'] += (bone / gt_bone).tolist()
+        stats['size'] += (out['joints'].norm(dim=-1).mean(1) / gt_j.norm(dim=-1).mean(1)).tolist()
+    report = {'samples': num,
+              '2D px (projected skeleton)': round(sum(stats['err_2d']) / num, 2),
+              'root-relative MPJPE mm': round(sum(stats['rr_mpjpe']) / num, 1),
+              'scale pred/true': _summary(stats['scale']),
+              '2D spread pred/true': _summary(stats['spread']),
+              'bone 9-10 pred/true': _summary(stats['bone']),
+              'hand size pred/true': _summary(stats['size'])}
+    if stats['err_2d_keypoints']:
+        report['2D px (soft-argmax keypoints)'] = round(sum(stats['err_2d_keypoints']) / num, 2)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == '__main__':
+    run_cli(main, 'hand_mesh_camera_check.py')
