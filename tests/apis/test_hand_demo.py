@@ -91,3 +91,30 @@ def test_gallery_tool_draws_rows_and_scores_all_samples(mini_freihand, tmp_path)
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and '--rows' in bad.stderr
+
+
+def test_camera_check_tool_reports_every_ratio(mini_freihand):
+    import json
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/hand_mesh_camera_check.py', CONFIG, 'none', '--num', '2',
+         '--cfg-options', f'model.head.faces={mini_freihand}/mesh_faces.json',
+         'test_dataloader.dataset.pipeline.1.out_size=64',
+         f'test_dataloader.dataset.data_root={mini_freihand}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout[proc.stdout.index('{'):])
+    assert report['samples'] == 2
+    for key in ('scale pred/true', '2D spread pred/true', 'bone 9-10 pred/true',
+                'hand size pred/true'):
+        median, p10, p90 = (float(v) for v in report[key].replace('[', '').replace(']', '')
+                            .replace(',', '').split())
+        assert p10 <= median <= p90, (key, report[key])
+    # the keypoint-branch head of the mini recipe also reports its soft-argmax keypoints
+    assert 0 < report['2D px (soft-argmax keypoints)'] < 64 * 1.5
+    assert 0 < report['2D px (projected skeleton)'] < 64 * 1.5
+
+    bad = subprocess.run(
+        [sys.executable, 'tools/analysis/hand_mesh_camera_check.py', CONFIG, 'none', '--num', '-1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and '--num' in bad.stderr

@@ -17,7 +17,7 @@ from hybridvit.utils.cli import UserError, run_cli
 def parse_args():
     parser = argparse.ArgumentParser(description="diagnose a hand-mesh model's camera")
     parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    parser.add_argument('checkpoint', help="checkpoint ('none': random weights)")
     parser.add_argument('--num', type=int, default=0, help='test samples (default: all)')
     parser.add_argument('--batch', type=int, default=16)
     from mmengine.config import DictAction
@@ -49,7 +49,8 @@ def main():
     from hybridvit.apis import init_model
     from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
     from hybridvit.registry import DATASETS
-    model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
     with DefaultScope.overwrite_default_scope('hybridvit'):
         dataset = DATASETS.build(model.cfg.test_dataloader.dataset)
     num = len(dataset) if args.num == 0 else min(args.num, len(dataset))
