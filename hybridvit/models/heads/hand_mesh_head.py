@@ -21,6 +21,7 @@ root-relative depth, in crop units), and the rotation, camera scale and root pos
 least-squares similarity fit of the regressed joints onto those 2.5D keypoints
 (:func:`.procrustes.similarity_fit`). Orientation and placement then come from where the
 joints are seen, not from a pooled global feature.
+
 Losses: L1 on joints, L1 on vertices (optionally also after a rigid Procrustes alignment, as the
 FreiHAND metrics align, see :mod:`.procrustes`), L1 on the reprojected 2D keypoints, and, when mesh
 faces are known, the edge-length and normal-consistency losses of I2L-MeshNet (Moon & Lee,
@@ -125,8 +126,9 @@ class HandMeshHead(BaseModule):
         loss_weights (dict, optional): weights for ``joints``, ``verts`` (camera frame),
             ``pa_joints``, ``pa_verts`` (after rigid Procrustes alignment to the ground truth;
             off by default), ``keypoints_2d``, ``edge``, ``normal`` (edge / normal only with
-            faces), ``betas`` (MANO mode), ``kp_uv`` / ``kp_depth`` (``keypoint_branch``:
-            2D position and root-relative depth of its 2.5D keypoints).
+            faces), ``betas`` (MANO mode), ``kp_uv`` / ``kp_depth`` / ``kp_heatmap``
+            (``keypoint_branch``: L1 on the 2D positions and root-relative depths of its 2.5D
+            keypoints, KL of its heatmaps to a Gaussian at the label).
         faces (str | array, optional): (F, 3) mesh faces (array, ``.npy`` or ``.json`` file)
             enabling the edge / normal losses in MANO-free mode (MANO mode uses MANO's faces).
         mano_model_path (str, optional): MANO ``.pkl``; switches to MANO mode.
@@ -138,7 +140,8 @@ class HandMeshHead(BaseModule):
             :class:`IntegralKeypointBranch` (``in_channels``, ``in_index`` of the backbone maps
             it fuses, ``channels``). The rotation, camera scale and root position are then the
             similarity fit of the regressed (hand-frame) joints onto the branch's 2.5D
-            keypoints, which are trained by the ``kp_uv`` / ``kp_depth`` losses.
+            keypoints, which are trained by the ``kp_uv`` / ``kp_depth`` / ``kp_heatmap``
+            losses.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -242,8 +245,9 @@ class HandMeshHead(BaseModule):
             ``cam`` (B, 3) = (s, tx, ty), ``keypoints_2d_norm`` (B, J, 2) in [-1, 1] crop
             coordinates; in MANO mode also ``global_orient``, ``hand_pose``, ``betas``; with
             ``global_rotation`` or ``keypoint_branch`` also ``global_rot`` (B, 3, 3) (camera =
-            hand frame @ R^T); with ``keypoint_branch`` also its ``keypoints_uv`` (B, J, 2) and
-            root-relative ``keypoints_depth`` (B, J), crop units.
+            hand frame @ R^T); with ``keypoint_branch`` also its ``keypoints_uv`` (B, J, 2),
+            root-relative ``keypoints_depth`` (B, J), both crop units, and
+            ``keypoints_heatmap`` (B, J, h, w) logits.
         """
         if isinstance(feats, torch.Tensor):
             feats = (feats,)
