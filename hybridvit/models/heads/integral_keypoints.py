@@ -23,6 +23,11 @@ from mmengine.model import BaseModule
 from hybridvit.utils.errors import UserError
 
 
+def _cell_centres(size: int, like: torch.Tensor) -> torch.Tensor:
+    """(size,) centres of ``size`` equal cells spanning ``[-1, 1]`` (dtype / device of ``like``)."""
+    return (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / size) - 1.0
+
+
 def soft_argmax_2d(logits: torch.Tensor, values: torch.Tensor
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Expected position and value under ``softmax(logits)`` per channel.
@@ -37,10 +42,8 @@ def soft_argmax_2d(logits: torch.Tensor, values: torch.Tensor
     """
     bsz, joints, h, w = logits.shape
     prob = logits.flatten(2).softmax(dim=-1).view(bsz, joints, h, w)
-    xs = (torch.arange(w, dtype=prob.dtype, device=prob.device) + 0.5) * (2.0 / w) - 1.0  # (W,)
-    ys = (torch.arange(h, dtype=prob.dtype, device=prob.device) + 0.5) * (2.0 / h) - 1.0  # (H,)
-    x = (prob.sum(dim=2) * xs).sum(dim=-1)  # (B, J): marginal over rows, then E[x]
-    y = (prob.sum(dim=3) * ys).sum(dim=-1)  # (B, J)
+    x = (prob.sum(dim=2) * _cell_centres(w, prob)).sum(dim=-1)  # (B, J): E[x] of the marginal
+    y = (prob.sum(dim=3) * _cell_centres(h, prob)).sum(dim=-1)  # (B, J)
     value = (prob * values).sum(dim=(2, 3))  # (B, J)
     return torch.stack([x, y], dim=-1), value
 
@@ -62,10 +65,8 @@ def heatmap_kl_loss(logits: torch.Tensor, uv: torch.Tensor, sigma: float = 1.0) 
         torch.Tensor: the mean KL over the keypoints whose Gaussian falls on the map.
     """
     bsz, joints, h, w = logits.shape
-    xs = (torch.arange(w, dtype=uv.dtype, device=uv.device) + 0.5) * (2.0 / w) - 1.0  # (W,)
-    ys = (torch.arange(h, dtype=uv.dtype, device=uv.device) + 0.5) * (2.0 / h) - 1.0  # (H,)
-    dx = ((xs - uv[..., :1]) * (w / 2.0)) ** 2  # (B, J, W) squared distance in cells
-    dy = ((ys - uv[..., 1:]) * (h / 2.0)) ** 2  # (B, J, H)
+    dx = ((_cell_centres(w, uv) - uv[..., :1]) * (w / 2.0)) ** 2  # (B, J, W) distance^2, cells
+    dy = ((_cell_centres(h, uv) - uv[..., 1:]) * (h / 2.0)) ** 2  # (B, J, H)
     gauss = torch.exp(-(dy[..., :, None] + dx[..., None, :]) / (2 * sigma ** 2))  # (B, J, H, W)
     mass = gauss.sum(dim=(2, 3))  # (B, J)
     valid = mass > 1e-3  # a keypoint far outside the crop has no target on the map
