@@ -27,7 +27,8 @@ from typing import Callable, Iterator, Optional
 from .errors import UserError
 
 __all__ = ['UserError', 'USER_ERRORS', 'run_cli', 'one_line', 'known_upstream_error',
-           'user_error_message', 'is_own_bug', 'UPSTREAM_NOISE', 'trust_checkpoint_hint']
+           'user_error_message', 'is_own_bug', 'UPSTREAM_NOISE', 'trust_checkpoint_hint',
+           'checkpoint_or_none']
 
 
 def _user_errors():
@@ -201,6 +202,17 @@ def trust_checkpoint_hint(option: str = '--trust-checkpoint {filename}') -> Iter
     except UnsafeCheckpointError as err:
         hint = 'pass ' + option.format(filename=err.filename)
         raise UnsafeCheckpointError(err.filename, err.detail, hint=hint) from err
+
+
+def checkpoint_or_none(value: str, hint: str = 'use "none" for random weights'
+                       ) -> Optional[str]:
+    """A tool's checkpoint argument: ``None`` for ``'none'`` (random weights, any case), else
+    the path, which must be a file (:class:`UserError` naming it and ``hint`` otherwise)."""
+    if value.lower() == 'none':
+        return None
+    if not os.path.isfile(value):
+        raise UserError(f'checkpoint not found: {value} ({hint})')
+    return value
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:

@@ -17,7 +17,7 @@ from hybridvit.models.layers import (ConvNormAct, InvertedResidual, MobileOneBlo
                                      MobileViTBlock, MobileViTv2Block, RepMixerBlock,
                                      ReparamLargeKernelConv)
 from hybridvit.models.layers.conv_bn import fuse_bn_state_dict
-from hybridvit.utils.cli import trust_checkpoint_hint, user_error_message
+from hybridvit.utils.cli import checkpoint_or_none, trust_checkpoint_hint, user_error_message
 from hybridvit.utils.errors import UserError
 
 
@@ -236,3 +236,14 @@ def test_unsafe_checkpoint_message_names_the_api_and_tools_add_their_option(tmp_
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         with trust_checkpoint_hint():
             compat.load_any_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+def test_checkpoint_argument_none_or_an_existing_file(tmp_path):
+    assert checkpoint_or_none('none') is None and checkpoint_or_none('None') is None
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'x')
+    assert checkpoint_or_none(str(ckpt)) == str(ckpt)
+    with pytest.raises(UserError, match=r'checkpoint not found: .*missing\.pth \(train first\)'):
+        checkpoint_or_none(str(tmp_path / 'missing.pth'), 'train first')
+    with pytest.raises(UserError, match='checkpoint not found'):
+        checkpoint_or_none(str(tmp_path))  # a folder is not a checkpoint

@@ -11,7 +11,7 @@ the 2D skeleton, the reference bone 9-10 and the hand size.
 import argparse
 import json
 
-from hybridvit.utils.cli import UserError, run_cli
+from hybridvit.utils.cli import UserError, checkpoint_or_none, run_cli
 
 
 def parse_args():
@@ -49,7 +49,7 @@ def main():
     from hybridvit.apis import init_model
     from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
     from hybridvit.registry import DATASETS
-    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
     with DefaultScope.overwrite_default_scope('hybridvit'):
         dataset = DATASETS.build(model.cfg.test_dataloader.dataset)

@@ -8,7 +8,7 @@ the mean 2D keypoint error (pixels) over ``--num`` samples, which the 3D metrics
 import argparse
 
 from hybridvit.utils.atomic import atomic_write
-from hybridvit.utils.cli import UserError, run_cli
+from hybridvit.utils.cli import UserError, checkpoint_or_none, run_cli
 
 PANEL = 256  # pixels per panel side
 
@@ -53,7 +53,7 @@ def main():
     from hybridvit.evaluation.functional.hand_mesh import align_w_scale
     from hybridvit.registry import DATASETS
     from hybridvit.visualization import draw_hand, draw_text
-    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
     ds_cfg = dict(model.cfg.test_dataloader.dataset)
     ds_cfg['pipeline'] = []

@@ -12,7 +12,7 @@ import argparse
 import os.path as osp
 import warnings
 
-from hybridvit.utils.cli import UserError, run_cli
+from hybridvit.utils.cli import UserError, checkpoint_or_none, run_cli
 
 
 def parse_args(argv=None):
@@ -35,20 +35,17 @@ def main(argv=None):
         raise UserError(f'output must end with .mlpackage, got {args.out}')
     if min(args.shape) < 32:
         raise UserError(f'--shape must be at least 32 32, got {args.shape[0]} {args.shape[1]}')
-    no_ckpt = args.checkpoint.lower() == 'none'
-    if not no_ckpt and not osp.isfile(args.checkpoint):
-        raise UserError(f'checkpoint not found: {args.checkpoint} (use "none" for random '
-                        'weights)')
+    checkpoint = checkpoint_or_none(args.checkpoint)
     from hybridvit.deploy.coreml_export import CoreMLUnavailable, export_coreml
     from hybridvit.models.utils import reparameterize_model
-    if no_ckpt:
+    if checkpoint is None:
         print('WARNING: checkpoint "none": exporting RANDOM weights')
     if args.backbone:
         from hybridvit.deploy.bench_models import BACKBONES, build_torch_module
         if args.config not in BACKBONES:
             raise UserError(f'unknown backbone {args.config!r}; expected one of '
                             f'{sorted(BACKBONES)}')
-        if not no_ckpt:
+        if checkpoint is not None:
             raise UserError('--backbone exports random weights only; pass a config to export '
                             'trained weights')
         module = build_torch_module(dict(source='backbone', name=args.config, fused=True))
@@ -58,7 +55,7 @@ def main(argv=None):
             raise UserError(f'config file not found: {args.config}')
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='no checkpoint given')
-            model = init_model(args.config, None if no_ckpt else args.checkpoint)
+            model = init_model(args.config, checkpoint)
         task = get_task(model)
         if args.part not in task.coreml_parts:
             raise UserError(f'CoreML export of {task.name} models covers --part '

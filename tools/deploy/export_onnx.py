@@ -21,7 +21,7 @@ import os.path as osp
 import warnings
 
 
-from hybridvit.utils.cli import UserError, run_cli
+from hybridvit.utils.cli import UserError, checkpoint_or_none, run_cli
 
 
 def parse_args(argv=None):
@@ -63,10 +63,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not args.out.endswith('.onnx'):
         raise UserError(f'output file must end with .onnx, got {args.out}')
-    no_ckpt = args.checkpoint.lower() == 'none'
-    if not no_ckpt and not osp.isfile(args.checkpoint):
-        raise UserError(f'checkpoint not found: {args.checkpoint} (use "none" for random '
-                        'weights)')
+    checkpoint = checkpoint_or_none(args.checkpoint)
     if not osp.isfile(args.config):
         raise UserError(f'config file not found: {args.config}')
     if args.shape is not None:
@@ -78,12 +75,12 @@ def main(argv=None):
     from hybridvit.models.utils import reparameterize_model
     from hybridvit.utils.outputs import max_relative_error
 
-    if no_ckpt:
+    if checkpoint is None:
         print('WARNING: checkpoint "none": exporting RANDOM weights (for testing the export '
               'only)')
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='no checkpoint given')
-        model = init_model(args.config, None if no_ckpt else args.checkpoint,
+        model = init_model(args.config, checkpoint,
                            cfg_options=args.cfg_options)
     task = get_task(model)
     shape = tuple(args.shape) if args.shape else task.export_input_shape(model.cfg)

@@ -15,7 +15,7 @@ import os
 import os.path as osp
 import warnings
 
-from hybridvit.utils.cli import UserError, run_cli
+from hybridvit.utils.cli import UserError, checkpoint_or_none, run_cli
 
 
 def parse_args(argv=None):
@@ -38,10 +38,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    no_ckpt = args.checkpoint.lower() == 'none'
-    if not no_ckpt and not osp.isfile(args.checkpoint):
-        raise UserError(f'checkpoint not found: {args.checkpoint} (train the quick start '
-                        'first: bash tools/quickstart.sh)')
+    checkpoint = checkpoint_or_none(args.checkpoint,
+                                    'train the quick start first: bash tools/quickstart.sh')
     if not osp.isfile(args.config):
         raise UserError(f'config file not found: {args.config}')
     if args.num_calib < 1 or args.runs < 1 or args.threads < 1:
@@ -58,11 +56,11 @@ def main(argv=None):
     from hybridvit.utils.atomic import atomic_open, atomic_write
 
     torch.set_num_threads(args.threads)
-    if no_ckpt:
+    if checkpoint is None:
         print('WARNING: checkpoint "none": RANDOM weights, the mIoU numbers are meaningless')
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='no checkpoint given')
-        model = init_model(args.config, None if no_ckpt else args.checkpoint)
+        model = init_model(args.config, checkpoint)
     task = get_task(model)
     if not isinstance(task, SegTask):
         raise UserError(f'{args.config} is not a segmentation config (quantisation is '
