@@ -16,8 +16,10 @@ model = dict(
         in_index=-1,
         pool_size=4,  # 4x4 grid of the last stage (pool_size=1 scores the same: docs/hand_mesh.md)
         # hand-frame mesh placed by a similarity fit onto integral 2.5D keypoints read from the
-        # stride-8/16/32 maps fused at stride 8 (docs/hand_mesh.md)
-        keypoint_branch=dict(in_channels=(96, 192, 384), in_index=(0, 1, 2), channels=128),
+        # stride-8/16/32 maps fused at stride 8 (docs/hand_mesh.md); at test time each keypoint
+        # is read within 2 cells of its heatmap's peak (local soft-argmax)
+        keypoint_branch=dict(in_channels=(96, 192, 384), in_index=(0, 1, 2), channels=128,
+                             test_window=2),
         hidden_dims=(512, ),
         # procedural mesh faces written by the generator: enables edge / normal losses
         faces=data_root + '/mesh_faces.json',

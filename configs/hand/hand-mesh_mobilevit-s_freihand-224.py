@@ -8,10 +8,13 @@ model = dict(
         _delete_=True,
         type='hybridvit.MobileViT',
         arch='s',
-        out_indices=(4, ),
+        out_indices=(2, 3, 4),  # strides 8 / 16 / 32
         final_expansion=True,  # L5 output through the 1x1 expansion conv: 640 channels
         init_cfg=dict(
             type='Pretrained',
             checkpoint='https://huggingface.co/timm/mobilevit_s.cvnets_in1k/resolve/main/'
             'model.safetensors')),
-    head=dict(in_channels=640))
+    head=dict(in_channels=640,
+              # mesh placed by fits onto integral 2.5D keypoints (docs/hand_mesh.md)
+              keypoint_branch=dict(in_channels=(96, 128, 640), in_index=(0, 1, 2),
+                                   channels=128)))

@@ -104,14 +104,15 @@ def test_camera_check_tool_reports_every_ratio(mini_freihand):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout[proc.stdout.index('{'):])
     assert report['samples'] == 2
-    for key in ('scale pred/true', '2D spread pred/true', 'bone 9-10 pred/true',
-                'hand size pred/true'):
+    for key in ('scale pred/true', 'depth scale pred/true', '2D spread pred/true',
+                'bone 9-10 pred/true', 'hand size pred/true', 'root depth pred/true'):
         median, p10, p90 = (float(v) for v in report[key].replace('[', '').replace(']', '')
                             .replace(',', '').split())
         assert p10 <= median <= p90, (key, report[key])
     # the keypoint-branch head of the mini recipe also reports its soft-argmax keypoints
     assert 0 < report['2D px (soft-argmax keypoints)'] < 64 * 1.5
     assert 0 < report['2D px (projected skeleton)'] < 64 * 1.5
+    assert report['root depth error mm'] > 0  # the samples carry K and the camera-frame root
 
     bad = subprocess.run(
         [sys.executable, 'tools/analysis/hand_mesh_camera_check.py', CONFIG, 'none', '--num', '-1'],

@@ -59,9 +59,11 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
     scores = official_eval(data, osp.join(sub, 'pred.json'))
     print(f'official evaluation of the submission (cm): {scores}')
     # NOTE: issue 15 asks for an unaligned MPJPE within 2x the aligned one; not asserted: the
-    # depth recovered from the weak-perspective scale is still ~10-30 % off at this 2D accuracy
-    # (docs/hand_mesh.md). It is asserted to be far better than before the keypoint branch:
-    assert scores['xyz_mean3d'] * 10 < 350.0, scores
+    # root depth recovered from the hand's apparent size is still ~6 % (median) off at this 2D
+    # accuracy, ~100 mm (docs/hand_mesh.md). Asserted: far better than the 527 mm before the
+    # keypoint branch and the 200 mm of the least-squares scale with the plain soft-argmax
+    # (110.8 mm measured with the symmetric scale and the local soft-argmax):
+    assert scores['xyz_mean3d'] * 10 < 160.0, scores
     # The file gives the aligned numbers our metric reports:
     assert scores['xyz_al_mean3d'] * 10 == pytest.approx(trained['freihand/pa_mpjpe'], rel=1e-4)
     assert scores['mesh_al_mean3d'] * 10 == pytest.approx(trained['freihand/pa_mpvpe'], rel=1e-4)

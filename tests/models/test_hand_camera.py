@@ -2,7 +2,8 @@
 import numpy as np
 import torch
 
-from hybridvit.models.heads.hand_camera import recover_root, weak_perspective_to_camera
+from hybridvit.models.heads.hand_camera import (fit_weak_perspective, recover_root, spread_ratio,
+                                               weak_perspective_to_camera)
 
 
 def _scene():
@@ -49,3 +50,27 @@ def test_camera_consistent_with_the_image_gives_back_the_root():
     naive = weak_perspective_to_camera(rel / 2, rel / 2, cam * torch.tensor([2.0, 1, 1]), K,
                                        (size, size))
     torch.testing.assert_close(naive['root'][:, 2], root[:, 0, 2] / 2)
+
+
+def test_spread_ratio_is_the_similarity_scale_and_resists_noise_in_the_source():
+    """Exact for a similarity copy; with the same relative noise in both sets the symmetric
+    scale stays near the true one while the least-squares scale shrinks (regression dilution:
+    by var / (var + noise) = 1 / 1.25 here)."""
+    gen = torch.Generator().manual_seed(0)
+    points = torch.randn(3, 4000, 3, generator=gen, dtype=torch.float64)
+    rot = torch.linalg.qr(torch.randn(3, 3, 3, generator=gen, dtype=torch.float64))[0]
+    scale = torch.tensor([0.5, 2.0, 7.0], dtype=torch.float64)
+    target = scale[:, None, None] * points @ rot.transpose(1, 2) + 3.0
+    torch.testing.assert_close(spread_ratio(points, target), scale)
+    noisy_points = points + 0.5 * torch.randn(points.shape, generator=gen, dtype=torch.float64)
+    noisy_target = target + 0.5 * scale[:, None, None] * torch.randn(
+        points.shape, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(spread_ratio(noisy_points, noisy_target), scale, rtol=0.03,
+                               atol=0)
+    # 2D, no rotation (a weak-perspective camera): least squares on the noisy source shrinks
+    xy, uv = noisy_points[..., :2], (scale[:, None, None] * points[..., :2] + 0.1)
+    ls_scale, shift = fit_weak_perspective(xy, uv)
+    torch.testing.assert_close(ls_scale / scale, torch.full_like(scale, 0.8), rtol=0.03, atol=0)
+    given, shift_given = fit_weak_perspective(xy, uv, scale=scale)
+    assert given is scale
+    torch.testing.assert_close(shift_given, (uv - scale[:, None, None] * xy).mean(1))

@@ -178,6 +178,52 @@ def test_soft_argmax_reads_peaks_and_values():
     torch.testing.assert_close(value[0], torch.tensor([14.0, values[0, 1].mean()]))
 
 
+def test_local_soft_argmax_removes_the_pull_of_far_mass():
+    """A Gaussian peak plus a uniform floor: the plain expectation is pulled towards the map
+    centre, the windowed one reads the peak (and its value) as if the floor were not there."""
+    from hybridvit.models.heads.integral_keypoints import soft_argmax_2d
+    h = w = 16
+    centres = (torch.arange(w) + 0.5) * (2.0 / w) - 1.0
+    uv = torch.tensor([0.55, -0.6])
+    d2 = (((centres - uv[0]) * w / 2) ** 2)[None, :] + (((centres - uv[1]) * h / 2) ** 2)[:, None]
+    peak = torch.exp(-d2 / 2)  # (H, W), 1-cell Gaussian
+    logits = torch.log(peak + 0.02)[None, None]  # a floor holding most of the mass far away
+    values = torch.full((1, 1, h, w), 5.0)
+    values[..., 8:, :8] = -100.0  # a far quadrant with a different value
+    plain, plain_value = soft_argmax_2d(logits, values)
+    local, local_value = soft_argmax_2d(logits, values, window=3)
+    assert (plain[0, 0] - uv).norm() > 0.2  # pulled to the centre
+    assert plain[0, 0].abs().max() < uv.abs().max()
+    torch.testing.assert_close(local[0, 0], uv, atol=0.02, rtol=0)
+    assert float(plain_value) < 0 and float(local_value) == pytest.approx(5.0)
+    # a window covering the whole map is the plain read-out
+    torch.testing.assert_close(soft_argmax_2d(logits, values, window=w)[0], plain)
+
+
+def test_keypoint_branch_test_window_applies_in_eval_mode_only():
+    from hybridvit.models.heads.integral_keypoints import (IntegralKeypointBranch,
+                                                           soft_argmax_2d)
+    torch.manual_seed(0)
+    branch = IntegralKeypointBranch([8], [0], channels=8, test_window=1)
+    nn.init.normal_(branch.predict_maps.weight, std=1.0)
+    feats = [torch.randn(2, 8, 12, 12)]
+    zeros = torch.zeros(2, 21, 12, 12)
+    uv_train, _, logits = branch(feats)  # training: the whole map
+    torch.testing.assert_close(uv_train, soft_argmax_2d(logits, zeros)[0])
+    branch.eval()
+    with torch.no_grad():
+        uv_eval, depth_eval, logits = branch(feats)
+    torch.testing.assert_close(uv_eval, soft_argmax_2d(logits, zeros, window=1)[0])
+    assert not torch.allclose(uv_eval, soft_argmax_2d(logits, zeros)[0])
+    # within one cell (2 / 12 wide) of the peak cell's centre
+    peak = logits.flatten(2).argmax(-1)
+    peak_uv = (torch.stack([peak % 12, peak // 12], -1).float() + 0.5) * (2.0 / 12) - 1
+    assert (uv_eval - peak_uv).abs().max() <= 2.0 / 12 + 1e-6
+    assert (depth_eval[:, 0] == 0).all()
+    with pytest.raises(UserError, match='test_window must be a positive int'):
+        IntegralKeypointBranch([8], [0], test_window=0)
+
+
 def _keypoint_head():
     torch.manual_seed(0)
     return HandMeshHead(in_channels=[8, 16], in_index=[0, 1], pool_size=2, num_verts=7,
@@ -210,6 +256,33 @@ def test_keypoint_branch_head_places_the_hand_on_its_2_5d_keypoints():
     torch.testing.assert_close(out['cam'][:, 0], scale, rtol=1e-4, atol=0)
     torch.testing.assert_close(out['keypoints_2d_norm'], uv, atol=1e-5, rtol=0)
     assert (out['joints'][:, 0] == 0).all()
+
+
+def test_keypoint_branch_head_submission_gives_back_the_camera_frame_hand():
+    """2.5D keypoints of a hand seen by a weak-perspective camera at its root depth, the crop's
+    K and the reference bone length: predict() places the hand exactly where it is."""
+    head = _keypoint_head()
+    feats = (torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4))
+    with torch.no_grad():
+        head.fc_out.weight.normal_(0, 0.1)
+        hand = head(feats)['joints']  # (B, J, 3) a rotated, root-relative hand (metres)
+    rot = _random_rotations(2, seed=3, dtype=torch.float32)
+    rel = hand @ rot.transpose(1, 2)  # the true pose: another rotation of the same hand
+    root = torch.tensor([[0.03, -0.02, 0.55], [-0.04, 0.01, 0.8]])
+    size, focal = 64, 150.0
+    K = torch.tensor([[focal, 0, 30.0], [0, focal, 33.0], [0, 0, 1]])
+    uv_root = (root[:, :2] / root[:, 2:] * focal + K[:2, 2]) / (size / 2) - 1  # [-1, 1]
+    s = focal / (root[:, 2] * size / 2)  # (B,) normalised units per metre at the root depth
+    uv = s[:, None, None] * rel[..., :2] + uv_root[:, None]
+    depth = s[:, None] * rel[..., 2]
+    head.keypoint_branch.forward = lambda _feats: (uv, depth, torch.zeros(2, 21, 8, 8))
+    bone = (rel[:, 10] - rel[:, 9]).norm(dim=-1)
+    samples = [BaseDataElement(metainfo=dict(img_shape=(size, size)), K=K, scale=bone[i])
+               for i in range(2)]
+    preds = head.predict(feats, samples)
+    for i, pred in enumerate(preds):
+        torch.testing.assert_close(pred.pred_root, root[i], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pred.pred_joints_cam, rel[i] + root[i], atol=1e-5, rtol=1e-4)
 
 
 def test_keypoint_branch_losses_train_both_branches():
@@ -525,6 +598,23 @@ def test_configs_parse(name):
         assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     else:
         assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://')
+
+
+@pytest.mark.parametrize('name', ['hand-mesh_fastvit-ma36_freihand-224.py',
+                                  'hand-mesh_fastvit-sa12_freihand-224.py',
+                                  'hand-mesh_mobilevit-s_freihand-224.py'])
+def test_full_configs_build_the_keypoint_branch_head(name):
+    """The full-FreiHAND configs wire the stride-8/16/32 maps into the keypoint branch."""
+    from mmengine.config import Config
+    import hybridvit.models.backbones  # noqa: F401  (registers the backbones)
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    cfg.model.backbone.init_cfg = None  # no download
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 128, 128), mode='tensor')
+    assert out['verts'].shape == (1, 778, 3) and out['keypoints_uv'].shape == (1, 21, 2)
+    assert out['keypoints_heatmap'].shape[-2:] == (16, 16)  # stride 8
+    torch.testing.assert_close(torch.linalg.det(out['global_rot']), torch.ones(1))
 
 
 def test_mini_config_builds_model(mini_root):

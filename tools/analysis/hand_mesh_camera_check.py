@@ -2,8 +2,11 @@
 the mean 2D error of the projected skeleton and (``keypoint_branch`` heads) of the soft-argmax
 keypoints (pixels of the input crop), the root-relative MPJPE, and, as median [p10, p90] over the
 samples, the ratios predicted / true of: the weak-perspective scale (least-squares fit of the
-joints onto their 2D positions; it sets the recovered depth, ``depth ~ 1 / scale``), the spread of
-the 2D skeleton, the reference bone 9-10 and the hand size.
+joints onto their 2D positions: the 2D placement), the scale the recovered depth is read from
+(``depth ~ 1 / scale``; ``keypoint_branch`` heads: the symmetric scale between the joints and the
+2.5D keypoints), the spread of the 2D skeleton, the reference bone 9-10, the hand size and, where
+the samples carry ``K`` and the camera-frame root, the recovered root depth (what a submission
+holds) with its mean absolute error.
 
     python tools/analysis/hand_mesh_camera_check.py CONFIG CHECKPOINT [--num 64] \
         [--cfg-options test_dataloader.dataset.data_root=DATA]
@@ -47,15 +50,15 @@ def main():
 
     import hybridvit.datasets  # noqa: F401
     from hybridvit.apis import init_model
-    from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
+    from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective, spread_ratio
     from hybridvit.registry import DATASETS
     checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
     with DefaultScope.overwrite_default_scope('hybridvit'):
         dataset = DATASETS.build(model.cfg.test_dataloader.dataset)
     num = len(dataset) if args.num == 0 else min(args.num, len(dataset))
-    stats = {k: [] for k in ('err_2d', 'err_2d_keypoints', 'rr_mpjpe', 'scale', 'spread',
-                             'bone', 'size')}
+    stats = {k: [] for k in ('err_2d', 'err_2d_keypoints', 'rr_mpjpe', 'scale', 'depth_scale',
+                             'spread', 'bone', 'size', 'root_depth', 'root_depth_err')}
     for start in range(0, num, args.batch):
         batch = pseudo_collate([dataset[i] for i in range(start, min(start + args.batch, num))])
         data = model.data_preprocessor(batch, False)
@@ -64,6 +67,7 @@ def main():
             raise UserError(f'{args.config}: the test split has no 3D labels to compare with')
         with torch.no_grad():
             out = model(data['inputs'], mode='tensor')
+            preds = model(data['inputs'], samples, mode='predict')
         size = torch.tensor([[s.img_shape[1], s.img_shape[0]] for s in samples],
                             dtype=torch.float32)[:, None]  # (B, 1, 2) = (w, h)
         gt_2d = torch.stack([s.gt_keypoints_2d for s in samples]).float()  # (B, J, 2) px
@@ -80,6 +84,16 @@ def main():
         stats['rr_mpjpe'] += ((out['joints'] - gt_j).norm(dim=-1).mean(1) * 1000).tolist()
         true_scale, _ = fit_weak_perspective(gt_j[..., :2], gt_norm)
         stats['scale'] += (out['cam'][:, 0] / true_scale).tolist()
+        depth_scale = out['cam'][:, 0]
+        if 'keypoints_uv' in out:  # the scale HandMeshHead.predict reads the depth from
+            depth_scale = spread_ratio(out['joints'], torch.cat(
+                [out['keypoints_uv'], out['keypoints_depth'][..., None]], dim=-1))
+        stats['depth_scale'] += (depth_scale / true_scale).tolist()
+        for pred in preds:
+            if 'pred_root' in pred and 'gt_root' in pred:
+                depth, true_depth = float(pred.pred_root[2]), float(pred.gt_root[2])
+                stats['root_depth'].append(depth / true_depth)
+                stats['root_depth_err'].append(abs(depth - true_depth) * 1000)
         stats['spread'] += (_spread(out['keypoints_2d_norm']) / _spread(gt_norm)).tolist()
         bone = (out['joints'][:, REF_BONE[1]] - out['joints'][:, REF_BONE[0]]).norm(dim=-1)
         gt_bone = (gt_j[:, REF_BONE[1]] - gt_j[:, REF_BONE[0]]).norm(dim=-1)
@@ -89,9 +103,14 @@ def main():
               '2D px (projected skeleton)': round(sum(stats['err_2d']) / num, 2),
               'root-relative MPJPE mm': round(sum(stats['rr_mpjpe']) / num, 1),
               'scale pred/true': _summary(stats['scale']),
+              'depth scale pred/true': _summary(stats['depth_scale']),
               '2D spread pred/true': _summary(stats['spread']),
               'bone 9-10 pred/true': _summary(stats['bone']),
               'hand size pred/true': _summary(stats['size'])}
+    if stats['root_depth']:
+        report['root depth pred/true'] = _summary(stats['root_depth'])
+        report['root depth error mm'] = round(sum(stats['root_depth_err']) /
+                                              len(stats['root_depth_err']), 1)
     if stats['err_2d_keypoints']:
         report['2D px (soft-argmax keypoints)'] = round(sum(stats['err_2d_keypoints']) / num, 2)
     print(json.dumps(report, indent=1))

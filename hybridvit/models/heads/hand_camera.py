@@ -19,6 +19,13 @@ a small near hand from a large far one, so the predicted hand is first rescaled 
 length (the scale ``s`` in pixels per metre shrinks by the same factor, which moves the root in
 depth accordingly).
 
+With a ``keypoint_branch`` head the scale used for the depth is not the least-squares one that
+places the skeleton in 2D: regressing the 2D keypoints on the predicted joints shrinks that scale
+by the joints' error, and the depth grows by the same factor. The head uses the ratio of the RMS
+spreads of its 2.5D keypoints ``(u, v, d)`` and of its joints instead (:func:`spread_ratio`):
+symmetric in the two sets, and independent of the fitted rotation (docs/hand_mesh.md gives the
+numbers).
+
 The crop is a 2D similarity of the image (``K_crop = A @ K``, pixel positions and the scale
 multiplied by ``A``'s zoom): the formula gives the same ``xyz_root`` in crop pixels with
 ``K_crop`` as in image pixels with ``K``, so the crop's ``K`` is used directly.
@@ -27,27 +34,41 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-__all__ = ['fit_weak_perspective', 'recover_root', 'weak_perspective_to_camera']
+__all__ = ['fit_weak_perspective', 'recover_root', 'spread_ratio',
+           'weak_perspective_to_camera']
 
 #: FreiHAND's reference bone (``evaluation_scale.json``): middle finger MCP -> PIP.
 REF_BONE = (9, 10)
 
 
-def fit_weak_perspective(xy: torch.Tensor, uv: torch.Tensor
+def fit_weak_perspective(xy: torch.Tensor, uv: torch.Tensor,
+                         scale: Optional[torch.Tensor] = None
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Least-squares weak-perspective camera ``uv ~ s * xy + t`` per sample.
 
     Args:
         xy (torch.Tensor): (B, J, 2) camera-frame x, y of the joints (metres).
         uv (torch.Tensor): (B, J, 2) their image positions (any units, e.g. ``[-1, 1]``).
+        scale (torch.Tensor, optional): (B,) a given ``s`` (then only ``t`` is fitted).
 
     Returns:
         tuple: scale ``s`` (B,) and shift ``t`` (B, 2).
     """
     mean_xy, mean_uv = xy.mean(1, keepdim=True), uv.mean(1, keepdim=True)  # (B, 1, 2)
-    xy_c, uv_c = xy - mean_xy, uv - mean_uv
-    scale = (xy_c * uv_c).sum((1, 2)) / xy_c.pow(2).sum((1, 2)).clamp(min=1e-12)  # (B,)
+    if scale is None:
+        xy_c, uv_c = xy - mean_xy, uv - mean_uv
+        scale = (xy_c * uv_c).sum((1, 2)) / xy_c.pow(2).sum((1, 2)).clamp(min=1e-12)  # (B,)
     return scale, (mean_uv - scale[:, None, None] * mean_xy)[:, 0]
+
+
+def spread_ratio(points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) ratio of the RMS distances from the centroid, ``target`` over ``points`` (both
+    (B, J, D)): the scale of a similarity between them that treats both sets alike (Horn's
+    symmetric scale, J. Opt. Soc. Am. A 4(4), 1987). A least-squares scale, by contrast, shrinks
+    with the error of the set it is fitted from (regression dilution)."""
+    def spread(p):
+        return (p - p.mean(1, keepdim=True)).pow(2).sum((1, 2))  # (B,)
+    return (spread(target) / spread(points).clamp(min=1e-12)).sqrt()
 
 
 def recover_root(uv_root: torch.Tensor, scale: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

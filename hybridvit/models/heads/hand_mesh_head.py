@@ -40,7 +40,7 @@ from mmengine.structures import BaseDataElement
 from hybridvit.models.layers.grid_pool import grid_avg_pool2d
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
-from .hand_camera import fit_weak_perspective, weak_perspective_to_camera
+from .hand_camera import fit_weak_perspective, spread_ratio, weak_perspective_to_camera
 from .integral_keypoints import IntegralKeypointBranch, heatmap_kl_loss
 from .mano import MANOLayer
 from .procrustes import rigid_align, similarity_fit
@@ -412,8 +412,10 @@ class HandMeshHead(BaseModule):
 
         Samples that carry the crop's intrinsics ``K`` and ``img_shape`` also get
         ``pred_joints_cam`` / ``pred_verts_cam`` / ``pred_root``: camera-frame metres, the root
-        recovered from the camera as FreiHAND's ``recover_root`` does and (``ref_bone_scale``)
-        the hand rescaled to the sample's reference bone length ``scale`` when it is > 0
+        recovered from the camera as FreiHAND's ``recover_root`` does (``keypoint_branch``: with
+        the symmetric scale between the joints and the 2.5D keypoints, ``spread_ratio``) and
+        (``ref_bone_scale``) the hand rescaled to the sample's reference bone length ``scale``
+        when it is > 0
         (:func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera`). This is what a
         FreiHAND submission holds.
         """
@@ -429,9 +431,16 @@ class HandMeshHead(BaseModule):
                 ref = torch.stack([torch.as_tensor(ds.get('scale', 0.0), dtype=torch.float32)
                                    .reshape(()) for ds in data_samples]).to(device)
                 K = _stack(data_samples, 'K', device)
+                cam = pred['cam'].detach()
+                if 'keypoints_uv' in pred:  # depth from the symmetric scale (hand_camera.py)
+                    joints, uv = pred['joints'].detach(), pred['keypoints_uv'].detach()
+                    target = torch.cat([uv, pred['keypoints_depth'].detach()[..., None]], -1)
+                    scale, shift = fit_weak_perspective(joints[..., :2], uv,
+                                                        scale=spread_ratio(joints, target))
+                    cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
                 camera = weak_perspective_to_camera(pred['joints'].detach(),
                                                     pred['verts'].detach(),
-                                                    pred['cam'].detach(), K, shapes.pop(),
+                                                    cam, K, shapes.pop(),
                                                     ref_bone=ref if self.ref_bone_scale
                                                     else None)
         results = []

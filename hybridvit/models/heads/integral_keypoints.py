@@ -12,7 +12,7 @@ Positions are normalised crop coordinates (``[-1, 1]`` across the input image, t
 (metres times the weak-perspective scale), so ``(u, v, d)`` is the hand's camera-frame pose up
 to one scale and translation.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,24 +28,42 @@ def _cell_centres(size: int, like: torch.Tensor) -> torch.Tensor:
     return (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / size) - 1.0
 
 
-def soft_argmax_2d(logits: torch.Tensor, values: torch.Tensor
+def soft_argmax_2d(logits: torch.Tensor, values: torch.Tensor, window: Optional[int] = None
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Expected position and value under ``softmax(logits)`` per channel.
 
     Args:
         logits (torch.Tensor): (B, J, H, W) heatmap logits.
         values (torch.Tensor): (B, J, H, W) per-pixel values (e.g. depth).
+        window (int, optional): restrict the softmax to the cells at most ``window`` rows and
+            columns from the map's peak (a local soft-argmax). The mass a heatmap leaves on the
+            rest of the map pulls the plain expectation towards the map's centre; the window
+            removes that pull. ``None``: the whole map.
 
     Returns:
         tuple: (B, J, 2) expected ``(x, y)`` of the pixel centres in ``[-1, 1]`` coordinates
         and (B, J) expected value.
     """
     bsz, joints, h, w = logits.shape
+    if window is not None:
+        logits = logits.masked_fill(~_peak_window(logits, window), float('-inf'))
     prob = logits.flatten(2).softmax(dim=-1).view(bsz, joints, h, w)
     x = (prob.sum(dim=2) * _cell_centres(w, prob)).sum(dim=-1)  # (B, J): E[x] of the marginal
     y = (prob.sum(dim=3) * _cell_centres(h, prob)).sum(dim=-1)  # (B, J)
     value = (prob * values).sum(dim=(2, 3))  # (B, J)
     return torch.stack([x, y], dim=-1), value
+
+
+def _peak_window(logits: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, J, H, W) bool: cells within ``window`` rows and columns of each map's maximum."""
+    h, w = logits.shape[-2:]
+    peak = logits.flatten(2).argmax(dim=-1)  # (B, J) flat index
+    row, col = torch.div(peak, w, rounding_mode='floor'), peak % w  # (B, J)
+    rows = torch.arange(h, device=logits.device)
+    cols = torch.arange(w, device=logits.device)
+    near_row = (rows - row[..., None]).abs() <= window  # (B, J, H)
+    near_col = (cols - col[..., None]).abs() <= window  # (B, J, W)
+    return near_row[..., :, None] & near_col[..., None, :]
 
 
 def heatmap_kl_loss(logits: torch.Tensor, uv: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -91,17 +109,26 @@ class IntegralKeypointBranch(BaseModule):
         in_index (Sequence[int]): their positions in the backbone outputs.
         num_joints (int): keypoints. Defaults to 21.
         channels (int): width of the fused map. Defaults to 128.
+        test_window (int, optional): in eval mode, read each keypoint with a local
+            soft-argmax over the cells at most this many rows / columns from its heatmap's peak
+            (:func:`soft_argmax_2d`); training always uses the whole map, which is what the
+            coordinate losses need to reach every cell. ``None`` (default): the whole map.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
     def __init__(self, in_channels: Sequence[int], in_index: Sequence[int],
-                 num_joints: int = 21, channels: int = 128, init_cfg=None) -> None:
+                 num_joints: int = 21, channels: int = 128, test_window: Optional[int] = None,
+                 init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.in_channels, self.in_index = list(in_channels), list(in_index)
         if not self.in_index or len(self.in_channels) != len(self.in_index):
             raise UserError(f'keypoint_branch: in_channels {self.in_channels} and in_index '
                             f'{self.in_index} must be non-empty and of the same length')
-        self.num_joints = num_joints
+        if test_window is not None and (isinstance(test_window, bool) or
+                                        not isinstance(test_window, int) or test_window < 1):
+            raise UserError(f'keypoint_branch: test_window must be a positive int or None, got '
+                            f'{test_window!r}')
+        self.num_joints, self.test_window = num_joints, test_window
         self.laterals = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in self.in_channels)
         act = dict(type='GELU')
         self.fuse = nn.Sequential(
@@ -129,5 +156,6 @@ class IntegralKeypointBranch(BaseModule):
                     for m in maps)  # (B, C, H, W) at the finest resolution
         out = self.predict_maps(self.fuse(fused))  # (B, 2J, H, W)
         logits, depth_maps = out[:, :self.num_joints], out[:, self.num_joints:]
-        uv, depth = soft_argmax_2d(logits, depth_maps)
+        uv, depth = soft_argmax_2d(logits, depth_maps,
+                                   window=None if self.training else self.test_window)
         return uv, depth - depth[:, :1], logits  # depth relative to the root joint
