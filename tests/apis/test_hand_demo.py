@@ -24,7 +24,10 @@ def _cfg_options(root):
 
 def test_inference_maps_the_crop_back_to_the_image(mini_freihand):
     from hybridvit.apis import inference_model, init_model
-    model = init_model(CONFIG, None, cfg_options=_cfg_options(mini_freihand))
+    # the plain soft-argmax: the local one starts at each heatmap's argmax, which for the
+    # near-flat maps of random weights flips between near-equal cells on float noise
+    model = init_model(CONFIG, None, cfg_options={
+        **_cfg_options(mini_freihand), 'model.head.keypoint_branch.test_window': None})
     img = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
     full = inference_model(model, img)
     boxed = inference_model(model, img, bbox=(40, 20, 100, 80))
