@@ -50,7 +50,7 @@ def main():
 
     import hybridvit.datasets  # noqa: F401
     from hybridvit.apis import init_model
-    from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective, spread_ratio
+    from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
     from hybridvit.registry import DATASETS
     checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
@@ -67,7 +67,6 @@ def main():
             raise UserError(f'{args.config}: the test split has no 3D labels to compare with')
         with torch.no_grad():
             out = model(data['inputs'], mode='tensor')
-            preds = model(data['inputs'], samples, mode='predict')
         size = torch.tensor([[s.img_shape[1], s.img_shape[0]] for s in samples],
                             dtype=torch.float32)[:, None]  # (B, 1, 2) = (w, h)
         gt_2d = torch.stack([s.gt_keypoints_2d for s in samples]).float()  # (B, J, 2) px
@@ -84,16 +83,14 @@ def main():
         stats['rr_mpjpe'] += ((out['joints'] - gt_j).norm(dim=-1).mean(1) * 1000).tolist()
         true_scale, _ = fit_weak_perspective(gt_j[..., :2], gt_norm)
         stats['scale'] += (out['cam'][:, 0] / true_scale).tolist()
-        depth_scale = out['cam'][:, 0]
-        if 'keypoints_uv' in out:  # the scale HandMeshHead.predict reads the depth from
-            depth_scale = spread_ratio(out['joints'], torch.cat(
-                [out['keypoints_uv'], out['keypoints_depth'][..., None]], dim=-1))
-        stats['depth_scale'] += (depth_scale / true_scale).tolist()
-        for pred in preds:
-            if 'pred_root' in pred and 'gt_root' in pred:
-                depth, true_depth = float(pred.pred_root[2]), float(pred.gt_root[2])
-                stats['root_depth'].append(depth / true_depth)
-                stats['root_depth_err'].append(abs(depth - true_depth) * 1000)
+        camera = model.head.camera_frame(out, samples)  # what HandMeshHead.predict writes
+        if camera is not None:
+            stats['depth_scale'] += (camera['cam'][:, 0] / true_scale).tolist()
+            if all('gt_root' in s for s in samples):
+                depth = camera['root'][:, 2]
+                true_depth = torch.stack([s.gt_root[2] for s in samples]).float()
+                stats['root_depth'] += (depth / true_depth).tolist()
+                stats['root_depth_err'] += ((depth - true_depth).abs() * 1000).tolist()
         stats['spread'] += (_spread(out['keypoints_2d_norm']) / _spread(gt_norm)).tolist()
         bone = (out['joints'][:, REF_BONE[1]] - out['joints'][:, REF_BONE[0]]).norm(dim=-1)
         gt_bone = (gt_j[:, REF_BONE[1]] - gt_j[:, REF_BONE[0]]).norm(dim=-1)
@@ -103,10 +100,11 @@ def main():
               '2D px (projected skeleton)': round(sum(stats['err_2d']) / num, 2),
               'root-relative MPJPE mm': round(sum(stats['rr_mpjpe']) / num, 1),
               'scale pred/true': _summary(stats['scale']),
-              'depth scale pred/true': _summary(stats['depth_scale']),
               '2D spread pred/true': _summary(stats['spread']),
               'bone 9-10 pred/true': _summary(stats['bone']),
               'hand size pred/true': _summary(stats['size'])}
+    if stats['depth_scale']:
+        report['depth scale pred/true'] = _summary(stats['depth_scale'])
     if stats['root_depth']:
         report['root depth pred/true'] = _summary(stats['root_depth'])
         report['root depth error mm'] = round(sum(stats['root_depth_err']) /

@@ -404,6 +404,36 @@ class HandMeshHead(BaseModule):
         return losses
 
     # ---------------------------------------------------------------- predict
+    def camera_frame(self, pred: Dict[str, torch.Tensor],
+                     data_samples: Sequence[BaseDataElement]) -> Optional[Dict[str, torch.Tensor]]:
+        """The camera-frame hand of :meth:`forward`'s outputs ``pred`` for samples that all carry
+        the crop's ``K`` and one ``img_shape`` (else ``None``): the dict of
+        :func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera` plus ``cam``
+        (B, 3), the camera the depth was read from (``keypoint_branch``: the symmetric scale
+        between the joints and the 2.5D keypoints, ``spread_ratio``, with its least-squares
+        shift; else ``pred['cam']``)."""
+        if not data_samples or not all('K' in ds and 'img_shape' in ds for ds in data_samples):
+            return None
+        shapes = {tuple(ds.img_shape[:2]) for ds in data_samples}
+        if len(shapes) != 1:
+            return None
+        device = pred['joints'].device
+        ref = torch.stack([torch.as_tensor(ds.get('scale', 0.0), dtype=torch.float32)
+                           .reshape(()) for ds in data_samples]).to(device)
+        K = _stack(data_samples, 'K', device)
+        joints, cam = pred['joints'].detach(), pred['cam'].detach()
+        if 'keypoints_uv' in pred:  # depth from the symmetric scale (hand_camera.py)
+            uv = pred['keypoints_uv'].detach()
+            target = torch.cat([uv, pred['keypoints_depth'].detach()[..., None]], -1)
+            scale, shift = fit_weak_perspective(joints[..., :2], uv,
+                                                scale=spread_ratio(joints, target))
+            cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
+        camera = weak_perspective_to_camera(joints, pred['verts'].detach(), cam, K,
+                                            shapes.pop(),
+                                            ref_bone=ref if self.ref_bone_scale else None)
+        camera['cam'] = cam
+        return camera
+
     def predict(self, feats: Sequence[torch.Tensor],
                 data_samples: Optional[Sequence[BaseDataElement]] = None
                 ) -> List[BaseDataElement]:
@@ -423,26 +453,7 @@ class HandMeshHead(BaseModule):
         bsz = pred['joints'].shape[0]
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(bsz)]
-        camera = None
-        if data_samples and all('K' in ds and 'img_shape' in ds for ds in data_samples):
-            shapes = {tuple(ds.img_shape[:2]) for ds in data_samples}
-            if len(shapes) == 1:
-                device = pred['joints'].device
-                ref = torch.stack([torch.as_tensor(ds.get('scale', 0.0), dtype=torch.float32)
-                                   .reshape(()) for ds in data_samples]).to(device)
-                K = _stack(data_samples, 'K', device)
-                cam = pred['cam'].detach()
-                if 'keypoints_uv' in pred:  # depth from the symmetric scale (hand_camera.py)
-                    joints, uv = pred['joints'].detach(), pred['keypoints_uv'].detach()
-                    target = torch.cat([uv, pred['keypoints_depth'].detach()[..., None]], -1)
-                    scale, shift = fit_weak_perspective(joints[..., :2], uv,
-                                                        scale=spread_ratio(joints, target))
-                    cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
-                camera = weak_perspective_to_camera(pred['joints'].detach(),
-                                                    pred['verts'].detach(),
-                                                    cam, K, shapes.pop(),
-                                                    ref_bone=ref if self.ref_bone_scale
-                                                    else None)
+        camera = self.camera_frame(pred, data_samples)
         results = []
         for i, ds in enumerate(data_samples):
             out = ds.clone() if isinstance(ds, BaseDataElement) else BaseDataElement()
