@@ -1,13 +1,17 @@
 """Evaluate a checkpoint: COCO bbox/segm AP (mmdet), mIoU (mmseg), PA-MPJPE etc. (hand mesh).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out PATH] [--show-dir DIR]
-                                           [--cfg-options k=v ...] [--launcher ...]
+                                           [--tta] [--cfg-options k=v ...] [--launcher ...]
 
 ``--out``: mmdet: a ``.pkl`` of raw results; mmseg: a folder of predicted label PNGs;
 hand mesh: a folder (created) that receives FreiHAND's ``pred.json`` (camera frame, what the
 evaluation server scores) and, when the split has labels, the server's ``scores.txt``. Metrics
 are printed and written to ``<work_dir>/test_metrics.json``. The checkpoint must fit the model
 exactly (a clear error lists mismatched keys otherwise); it is only read.
+
+``--tta``: test-time augmentation as in mmdet / mmseg: the config's ``tta_model`` wraps its
+``model`` and ``tta_pipeline`` replaces the test pipeline (the hand configs average in-plane
+rotated views, :class:`hybridvit.models.estimators.HandMeshTTAModel`).
 """
 import argparse
 import json
@@ -30,6 +34,8 @@ def parse_args():
     parser.add_argument('--out', help='dump predictions (format depends on the task)')
     parser.add_argument('--show-dir', help='draw every prediction into this folder (the '
                         'same pictures as demo/image_demo.py)')
+    parser.add_argument('--tta', action='store_true', help="test-time augmentation: the "
+                        "config's tta_model and tta_pipeline")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
@@ -54,8 +60,21 @@ def _configure_outputs(cfg, args):
     return task
 
 
+def _enable_tta(cfg, config_path: str) -> None:
+    """``--tta``: wrap ``model`` in ``tta_model`` and test with ``tta_pipeline``."""
+    from mmengine.config import ConfigDict
+    missing = [k for k in ('tta_model', 'tta_pipeline') if cfg.get(k) is None]
+    if missing:
+        raise UserError(f'--tta: config {config_path} defines no {" / ".join(missing)}')
+    if cfg.get('test_dataloader') is None:
+        raise UserError(f'--tta: config {config_path} defines no test_dataloader')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
 def main():
     args = parse_args()
+    from mmengine.model import BaseTTAModel, is_model_wrapper
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
@@ -76,6 +95,8 @@ def main():
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     check_datasets_exist(cfg, args.config, loaders=('test_dataloader', ))
     task = _configure_outputs(cfg, args)
+    if args.tta:
+        _enable_tta(cfg, args.config)
     if args.launcher == 'pytorch':
         setup_cpu_distributed(cfg)
 
@@ -85,7 +106,9 @@ def main():
         state_dict = read_state_dict(args.checkpoint)
     cfg.load_from = None
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if isinstance(model, BaseTTAModel):  # --tta: the checkpoint is the wrapped model's
+        model = model.module
     load_state_dict_strictly(model, state_dict, source=args.checkpoint)
     runner._has_loaded = True
     if args.show_dir:

@@ -49,6 +49,17 @@ test_pipeline = [
     dict(type='HandCropResize', out_size=input_size, center_mode='image'),
     dict(type='PackHandMeshInputs'),
 ]
+# tools/test.py --tta: average the predictions of four in-plane rotated views of each crop,
+# rotated back (HandMeshTTAModel; the first view is the unrotated one, whose labels are scored)
+tta_model = dict(type='HandMeshTTAModel')
+tta_pipeline = [
+    dict(type='LoadHandImage'),
+    dict(type='TestTimeAug',
+         transforms=[[dict(type='HandRotate', angle=0), dict(type='HandRotate', angle=90),
+                      dict(type='HandRotate', angle=180), dict(type='HandRotate', angle=270)],
+                     [dict(type='HandCropResize', out_size=input_size, center_mode='image')],
+                     [dict(type='PackHandMeshInputs')]]),
+]
 
 train_dataloader = dict(
     batch_size=32,

@@ -42,6 +42,15 @@ test_pipeline = [
     dict(type='HandCropResize', out_size=input_size, center_mode='image'),
     dict(type='PackHandMeshInputs'),
 ]
+# tools/test.py --tta: four in-plane rotated views, rotated back and averaged (base config)
+tta_pipeline = [
+    dict(type='LoadHandImage'),
+    dict(type='TestTimeAug',
+         transforms=[[dict(type='HandRotate', angle=0), dict(type='HandRotate', angle=90),
+                      dict(type='HandRotate', angle=180), dict(type='HandRotate', angle=270)],
+                     [dict(type='HandCropResize', out_size=input_size, center_mode='image')],
+                     [dict(type='PackHandMeshInputs')]]),
+]
 train_dataloader = dict(
     batch_size=16, num_workers=2,
     dataset=dict(data_root=data_root, num_val=num_val, pipeline=train_pipeline))

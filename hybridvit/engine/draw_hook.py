@@ -43,6 +43,8 @@ class DrawResultsHook(Hook):
     def after_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None,
                         outputs: Optional[Sequence] = None) -> None:
         inputs = (data_batch or {}).get('inputs') or [None] * len(outputs or ())
+        if inputs and isinstance(inputs[0], (list, tuple)):  # --tta: [view][sample]
+            inputs = inputs[0]  # the first view, the unaugmented one in our tta_pipelines
         for i, (img_input, sample) in enumerate(zip(inputs, outputs or ())):
             img = self.task.test_image(img_input, sample)
             vis, _ = self.task.draw(img, sample, self.meta, score_thr=self.score_thr,

@@ -487,3 +487,13 @@ def test_known_upstream_errors_are_one_line():
     assert 'class id 199' in known_upstream_error(IndexError('Target 199 is out of bounds.'))
     assert known_upstream_error(AssertionError('something else')) is None
     assert known_upstream_error(IndexError('list index out of range')) is None
+
+
+def test_test_tool_tta_needs_the_config_entries(tmp_path, ade_root):
+    """--tta on a config without tta_model (mmseg's runtime base defines one): one line naming
+    the config."""
+    config = write_seg_config(tmp_path, ade_root, extra='tta_model = None\n')
+    path = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict={}), path)
+    proc = run_tool(['tools/test.py', config, path, '--tta', '--work-dir', str(tmp_path / 'w')])
+    assert_user_error(proc, f'--tta: config {config} defines no tta_model')

@@ -153,6 +153,31 @@ class HandRandomRotate:
 
 
 @TRANSFORMS.register_module()
+class HandRotate:
+    """Fixed in-plane rotation, consistent in 2D and 3D: the views of rotation test-time
+    augmentation (:class:`~hybridvit.models.estimators.HandMeshTTAModel`).
+
+    Args:
+        angle (float): degrees, counter-clockwise in the image when fx == fy (y down). A
+            multiple of 360 leaves the image untouched (only ``rotation`` is recorded).
+        border_value (int | Sequence[int]): fill value outside the image. Defaults to 0.
+    """
+
+    def __init__(self, angle: float, border_value=0) -> None:
+        self.angle = float(angle)
+        self.border_value = border_value
+
+    def __call__(self, results: dict) -> dict:
+        if self.angle % 360 == 0:
+            results['rotation'] = float(results.get('rotation', 0.0))
+            return results
+        return HandRandomRotate.rotate(results, self.angle, self.border_value)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(angle={self.angle})'
+
+
+@TRANSFORMS.register_module()
 class HandCropResize:
     """Square crop (optionally random scale / shift) resized to ``out_size``; updates ``K``.
 

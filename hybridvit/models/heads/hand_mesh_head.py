@@ -279,7 +279,7 @@ class HandMeshHead(BaseModule):
                 coords = coords @ rot.transpose(1, 2)  # hand frame -> camera frame
                 result['global_rot'] = rot
             elif keypoints is not None:
-                return self._fit_to_keypoints(keypoints, coords, result)
+                return self.fit_to_keypoints(keypoints, coords, result)
             joints, verts = coords[:, :self.num_joints], coords[:, self.num_joints:]
         else:
             params = torch.split(out, list(self.param_dims.values()), dim=1)
@@ -296,13 +296,16 @@ class HandMeshHead(BaseModule):
         result.update(joints=joints, verts=verts, cam=cam, keypoints_2d_norm=kp_norm)
         return result
 
-    def _fit_to_keypoints(self, keypoints: tuple, coords: torch.Tensor,
-                          result: dict) -> Dict[str, torch.Tensor]:
+    def fit_to_keypoints(self, keypoints: tuple, coords: torch.Tensor,
+                         result: Optional[dict] = None) -> Dict[str, torch.Tensor]:
         """Place the hand-frame ``coords`` (B, J + V, 3) by fits of its joints onto the 2.5D
-        keypoints: the rotation from the 3D similarity fit, the camera scale and shift from the
-        2D positions alone (the least-squares weak-perspective camera of the rotated joints; the
-        depths, read less precisely, do not bias the scale). The fits are not differentiated
-        (like the aligned losses), so the mesh losses train the shape under the fitted pose."""
+        ``keypoints`` (uv (B, J, 2), depth (B, J), heatmap logits or ``None``): the rotation
+        from the 3D similarity fit, the camera scale and shift from the 2D positions alone (the
+        least-squares weak-perspective camera of the rotated joints; the depths, read less
+        precisely, do not bias the scale). The fits are not differentiated (like the aligned
+        losses), so the mesh losses train the shape under the fitted pose. Returns ``result``
+        (a new dict by default) updated with :meth:`forward`'s keys."""
+        result = {} if result is None else result
         uv, depth, logits = keypoints  # (B, J, 2), (B, J), (B, J, h, w)
         target = torch.cat([uv, depth[..., None]], dim=-1)  # (B, J, 3) crop units
         rot, _, _ = similarity_fit(coords[:, :self.num_joints].detach(), target.detach())
@@ -310,14 +313,23 @@ class HandMeshHead(BaseModule):
         joints, verts = coords[:, :self.num_joints], coords[:, self.num_joints:]
         root = joints[:, :1]  # (B, 1, 3)
         joints, verts = joints - root, verts - root
+        cam, kp_norm = self.place_on_keypoints(joints, uv)
+        result.update(joints=joints, verts=verts, global_rot=rot, keypoints_uv=uv,
+                      keypoints_depth=depth, keypoints_heatmap=logits, keypoints_2d_norm=kp_norm,
+                      cam=cam)
+        return result
+
+    @staticmethod
+    def place_on_keypoints(joints: torch.Tensor, uv: torch.Tensor):
+        """The least-squares weak-perspective camera (B, 3) that maps the root-relative
+        ``joints`` (B, J, 3) onto the 2D keypoints ``uv`` (B, J, 2, ``[-1, 1]`` crop units), and
+        the joints it reprojects (B, J, 2). Not differentiated (a fit, like the aligned
+        losses)."""
         with torch.no_grad():
             scale, shift = fit_weak_perspective(joints[..., :2], uv)  # (B,), (B, 2)
         uv_root = shift  # the root is at the origin of the root-relative joints
         kp_norm = joints[..., :2] * scale[:, None, None] + uv_root[:, None]  # (B, J, 2)
-        result.update(joints=joints, verts=verts, global_rot=rot, keypoints_uv=uv,
-                      keypoints_depth=depth, keypoints_heatmap=logits, keypoints_2d_norm=kp_norm,
-                      cam=torch.cat([scale[:, None], uv_root], dim=1))
-        return result
+        return torch.cat([scale[:, None], uv_root], dim=1), kp_norm
 
     # ------------------------------------------------------------------ losses
     def _mesh_losses(self, pred: torch.Tensor, gt: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -404,14 +416,24 @@ class HandMeshHead(BaseModule):
         return losses
 
     # ---------------------------------------------------------------- predict
+    def depth_scale(self, pred: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) the weak-perspective scale (``[-1, 1]`` crop units per metre) that
+        :meth:`camera_frame` reads the root depth from: with a ``keypoint_branch`` the symmetric
+        scale between the joints and the 2.5D keypoints (``spread_ratio``: rotation-invariant),
+        else the regressed camera's ``pred['cam'][:, 0]``."""
+        if 'keypoints_uv' in pred:
+            target = torch.cat([pred['keypoints_uv'], pred['keypoints_depth'][..., None]], -1)
+            return spread_ratio(pred['joints'].detach(), target.detach())
+        return pred['cam'][:, 0].detach()
+
     def camera_frame(self, pred: Dict[str, torch.Tensor],
                      data_samples: Sequence[BaseDataElement]) -> Optional[Dict[str, torch.Tensor]]:
         """The camera-frame hand of :meth:`forward`'s outputs ``pred`` for samples that all carry
         the crop's ``K`` and one ``img_shape`` (else ``None``): the dict of
         :func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera` plus ``cam``
-        (B, 3), the camera the depth was read from (``keypoint_branch``: the symmetric scale
-        between the joints and the 2.5D keypoints, ``spread_ratio``, with its least-squares
-        shift; else ``pred['cam']``)."""
+        (B, 3), the camera the depth was read from: the scale ``pred['depth_scale']`` when given,
+        else :meth:`depth_scale`, and (``keypoint_branch``) the least-squares shift of the joints
+        onto the 2.5D keypoints at that scale or (else) ``pred['cam']``'s shift."""
         if not data_samples or not all('K' in ds and 'img_shape' in ds for ds in data_samples):
             return None
         shapes = {tuple(ds.img_shape[:2]) for ds in data_samples}
@@ -421,13 +443,14 @@ class HandMeshHead(BaseModule):
         ref = torch.stack([torch.as_tensor(ds.get('scale', 0.0), dtype=torch.float32)
                            .reshape(()) for ds in data_samples]).to(device)
         K = _stack(data_samples, 'K', device)
-        joints, cam = pred['joints'].detach(), pred['cam'].detach()
-        if 'keypoints_uv' in pred:  # depth from the symmetric scale (hand_camera.py)
-            uv = pred['keypoints_uv'].detach()
-            target = torch.cat([uv, pred['keypoints_depth'].detach()[..., None]], -1)
-            scale, shift = fit_weak_perspective(joints[..., :2], uv,
-                                                scale=spread_ratio(joints, target))
-            cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
+        joints = pred['joints'].detach()
+        scale = pred['depth_scale'] if 'depth_scale' in pred else self.depth_scale(pred)
+        if 'keypoints_uv' in pred:
+            _, shift = fit_weak_perspective(joints[..., :2], pred['keypoints_uv'].detach(),
+                                            scale=scale)
+        else:
+            shift = pred['cam'][:, 1:].detach()
+        cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
         camera = weak_perspective_to_camera(joints, pred['verts'].detach(), cam, K,
                                             shapes.pop(),
                                             ref_bone=ref if self.ref_bone_scale else None)
@@ -449,7 +472,16 @@ class HandMeshHead(BaseModule):
         (:func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera`). This is what a
         FreiHAND submission holds.
         """
-        pred = self(feats)
+        return self.pack_predictions(self(feats), data_samples)
+
+    def pack_predictions(self, pred: Dict[str, torch.Tensor],
+                         data_samples: Optional[Sequence[BaseDataElement]] = None
+                         ) -> List[BaseDataElement]:
+        """:meth:`predict`'s data samples from :meth:`forward`'s outputs ``pred`` (also used by
+        :class:`~hybridvit.models.estimators.HandMeshTTAModel` on merged outputs). With a
+        ``keypoint_branch`` the samples also get the branch's 2.5D keypoints,
+        ``pred_keypoints_uv`` (J, 2) and root-relative ``pred_keypoints_depth`` (J,), both in
+        pixels of the input image (when it has an ``img_shape``; else ``[-1, 1]`` crop units)."""
         bsz = pred['joints'].shape[0]
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(bsz)]
@@ -461,10 +493,17 @@ class HandMeshHead(BaseModule):
             out.pred_verts = pred['verts'][i].detach()
             out.pred_cam = pred['cam'][i].detach()
             kp = pred['keypoints_2d_norm'][i].detach()
+            uv = pred['keypoints_uv'][i].detach() if 'keypoints_uv' in pred else None
+            depth = pred['keypoints_depth'][i].detach() if 'keypoints_uv' in pred else None
             if 'img_shape' in out:
                 h, w = out.img_shape[:2]
-                kp = (kp + 1) / 2 * kp.new_tensor([w, h])
+                half = kp.new_tensor([w, h]) / 2  # pixels per normalised unit
+                kp = (kp + 1) * half
+                if uv is not None:
+                    uv, depth = (uv + 1) * half, depth * half.mean()
             out.pred_keypoints_2d = kp
+            if uv is not None:
+                out.pred_keypoints_uv, out.pred_keypoints_depth = uv, depth
             if camera is not None:
                 out.pred_joints_cam = camera['joints'][i]
                 out.pred_verts_cam = camera['verts'][i]

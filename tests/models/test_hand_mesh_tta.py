@@ -1,0 +1,175 @@
+"""Rotation test-time augmentation (HandMeshTTAModel, HandRotate, tools/test.py --tta)."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+
+import hybridvit.datasets.transforms  # noqa: F401  (registers the transforms)
+import hybridvit.models  # noqa: F401
+from hybridvit.datasets.freihand import FreiHANDDataset
+from hybridvit.datasets.generators.mini_freihand import make_mini_freihand
+from hybridvit.models.estimators import HandMeshTTAModel
+from hybridvit.models.heads.procrustes import rigid_align
+from hybridvit.registry import MODELS
+from hybridvit.utils.errors import UserError
+
+ANGLES = (0, 90, 180, 270)
+
+
+@pytest.fixture(scope='module')
+def mini_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('mini_freihand_tta'))
+    make_mini_freihand(root, num_train=4, num_eval=1, seed=1, image_size=64, num_versions=1,
+                       verbose=False)
+    return root
+
+
+def _dataset(root, angles=ANGLES):
+    views = [dict(type='HandRotate', angle=a) for a in angles]
+    pipeline = [dict(type='LoadHandImage'),
+                dict(type='TestTimeAug',
+                     transforms=[views, [dict(type='HandCropResize', out_size=64)],
+                                 [dict(type='PackHandMeshInputs')]])]
+    # mmcv's TestTimeAug builds the views in the default scope, as the runner sets it
+    with DefaultScope.overwrite_default_scope('hybridvit'):
+        return FreiHANDDataset(root, split='train', versions=(0,), pipeline=pipeline)
+
+
+def _estimator():
+    import hybridvit.models.backbones.fastvit  # noqa: F401  (registers FastViT)
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='HandMeshEstimator',
+        data_preprocessor=dict(type='ImgDataPreprocessor', mean=[120.0] * 3, std=[60.0] * 3,
+                               bgr_to_rgb=True),
+        backbone=dict(type='hybridvit.FastViT', arch='t8', out_indices=(0, 1, 2, 3)),
+        head=dict(type='HandMeshHead', in_channels=384, hidden_dims=(32,),
+                  keypoint_branch=dict(in_channels=(48, 96, 192, 384), in_index=(0, 1, 2, 3),
+                                       channels=8))))
+    with torch.no_grad():
+        model.head.fc_out.weight.normal_(0, 0.05)  # a non-degenerate hand
+    return model.eval()
+
+
+def _oracle_views(samples, px_per_metre=300.0):
+    """Each view's 'prediction' is its own (rotated) ground truth, with 2.5D keypoints from a
+    weak-perspective camera at the labelled root (pixels)."""
+    views = []
+    for ds in samples:
+        ds = ds.clone()
+        ds.pred_joints, ds.pred_verts = ds.gt_joints, ds.gt_verts
+        uv = px_per_metre * ds.gt_joints[:, :2] + ds.gt_keypoints_2d[:1]
+        ds.pred_keypoints_2d = ds.pred_keypoints_uv = uv
+        ds.pred_keypoints_depth = px_per_metre * ds.gt_joints[:, 2]
+        ds.pred_cam = torch.tensor([3.0, 0.0, 0.0])
+        views.append(ds)
+    return views
+
+
+def test_rotated_views_map_back_onto_the_unrotated_labels(mini_root):
+    """Views made by the real pipeline whose predictions equal their own rotated labels merge
+    to exactly the unrotated labels: 2D through H^-1, 3D by R_z^-1, depth unchanged, and the
+    head's fit places the merged hand in the labelled orientation."""
+    data = _dataset(mini_root)[0]
+    samples = data['data_samples']
+    assert [s.rotation for s in samples] == list(map(float, ANGLES))
+    # the views really differ: the 90 deg labels are the 0 deg ones rotated
+    assert not torch.allclose(samples[1].gt_keypoints_2d, samples[0].gt_keypoints_2d, atol=1)
+    tta = HandMeshTTAModel(module=_estimator())
+    merged, = tta.merge_preds([_oracle_views(samples)])
+    plain, = _oracle_views(samples[:1])
+    torch.testing.assert_close(merged.pred_joints, plain.gt_joints, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(merged.pred_verts, plain.gt_verts, atol=1e-5, rtol=1e-4)
+    for key in ('pred_keypoints_uv', 'pred_keypoints_2d'):
+        torch.testing.assert_close(merged.get(key), plain.pred_keypoints_uv, atol=2e-3,
+                                   rtol=0, msg=key)
+    torch.testing.assert_close(merged.pred_keypoints_depth, plain.pred_keypoints_depth,
+                               atol=1e-4, rtol=1e-5)
+    # the labels, metainfo and intrinsics kept are those of the unrotated view
+    torch.testing.assert_close(merged.gt_joints, plain.gt_joints)
+    assert merged.rotation == 0 and merged.img_path == plain.img_path
+    assert merged.pred_joints_cam.shape == (21, 3) and merged.pred_verts_cam.shape[1] == 3
+
+
+def test_single_unrotated_view_equals_plain_prediction(mini_root):
+    model = _estimator()
+    tta = HandMeshTTAModel(module=model)
+    batch = pseudo_collate([_dataset(mini_root, angles=(0,))[i] for i in range(2)])
+    with torch.no_grad():
+        merged = tta.test_step(batch)
+        plain = model.test_step(dict(inputs=batch['inputs'][0],
+                                     data_samples=batch['data_samples'][0]))
+    for m, p in zip(merged, plain):
+        for key in ('pred_joints', 'pred_verts', 'pred_cam', 'pred_keypoints_2d',
+                    'pred_keypoints_uv', 'pred_keypoints_depth', 'pred_joints_cam',
+                    'pred_verts_cam', 'pred_root'):
+            torch.testing.assert_close(m.get(key), p.get(key), atol=1e-5, rtol=1e-4,
+                                       msg=key)
+
+
+def test_four_views_merge_shape_and_keypoints_separately(mini_root):
+    """With four views: the 2.5D keypoints are the mean of the views' keypoints rotated back
+    about the principal point (fx == fy), the hand is the mean of the views' hands after
+    rotating each onto the first (up to the final placement, a rotation), and the camera-frame
+    hand is that hand rescaled and moved to the recovered root."""
+    model = _estimator()
+    tta = HandMeshTTAModel(module=model)
+    batch = pseudo_collate([_dataset(mini_root)[0]])
+    with torch.no_grad():
+        merged, = tta.test_step(batch)
+        views = [model.test_step(dict(inputs=batch['inputs'][k],
+                                      data_samples=batch['data_samples'][k]))[0]
+                 for k in range(len(ANGLES))]
+    pp = views[0].K[:2, 2]
+    uv, depth, hands = 0, 0, []
+    for view, angle in zip(views, ANGLES):
+        c, s = {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[angle]
+        rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float32)
+        uv = uv + (pp + (view.pred_keypoints_uv - pp) @ rot) / len(ANGLES)
+        depth = depth + view.pred_keypoints_depth / len(ANGLES)
+        rot3 = torch.eye(3)
+        rot3[:2, :2] = rot
+        hands.append(torch.cat([view.pred_joints, view.pred_verts]) @ rot3)
+    torch.testing.assert_close(merged.pred_keypoints_uv, uv, atol=1e-3, rtol=0)
+    torch.testing.assert_close(merged.pred_keypoints_depth, depth, atol=1e-4, rtol=1e-4)
+    mean = sum(rigid_align(h[None], hands[0][None])[0] for h in hands) / len(hands)
+    hand = torch.cat([merged.pred_joints, merged.pred_verts])
+    torch.testing.assert_close(rigid_align(mean[None], hand[None])[0], hand, atol=1e-6,
+                               rtol=1e-4)
+    assert not torch.allclose(merged.pred_joints, views[0].pred_joints, atol=1e-5)
+    # camera frame from the merged hand (x, y: the random model's root depth is kilometres,
+    # beyond float32's z) ...
+    factor = merged.scale / (merged.pred_joints[10] - merged.pred_joints[9]).norm()
+    torch.testing.assert_close((merged.pred_joints_cam - merged.pred_root)[:, :2],
+                               factor * merged.pred_joints[:, :2], atol=1e-6, rtol=1e-4)
+    # ... at the depth of the mean of the views' own depth scales (32 px per crop unit)
+    scales = [model.head.depth_scale(dict(joints=v.pred_joints[None],
+                                          keypoints_uv=v.pred_keypoints_uv[None] / 32 - 1,
+                                          keypoints_depth=v.pred_keypoints_depth[None] / 32))
+              for v in views]
+    assert float(torch.stack(scales).std()) > 0.01 * float(torch.stack(scales).mean())
+    depth = views[0].K[0, 0] * factor / (32 * torch.stack(scales).mean())
+    torch.testing.assert_close(merged.pred_root[2], depth, atol=0, rtol=1e-4)
+
+
+def test_first_view_must_be_unrotated(mini_root):
+    samples = _dataset(mini_root, angles=(90, 0))[0]['data_samples']
+    tta = HandMeshTTAModel(module=_estimator())
+    with pytest.raises(UserError, match=r'first view must be the unrotated crop.*rotation 90'):
+        tta.merge_preds([_oracle_views(samples)])
+
+
+def test_mini_config_tta_pipeline_builds(mini_root):
+    """The recipe's tta_pipeline uses its own input size and starts with the unrotated view."""
+    from mmengine.config import Config
+    from hybridvit.registry import TRANSFORMS
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', '..', 'configs', 'hand',
+                                   'hand-mesh_fastvit-t8_mini-freihand-128.py'))
+    assert cfg.tta_model.type == 'HandMeshTTAModel'
+    views = cfg.tta_pipeline[1].transforms
+    assert [v.angle for v in views[0]] == list(ANGLES)
+    assert views[1][0].out_size == cfg.input_size == 128
+    with DefaultScope.overwrite_default_scope('hybridvit'):
+        TRANSFORMS.build(cfg.tta_pipeline[1])
