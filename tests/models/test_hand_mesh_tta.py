@@ -26,12 +26,12 @@ def mini_root(tmp_path_factory):
     return root
 
 
-def _dataset(root, angles=ANGLES):
+def _dataset(root, angles=ANGLES, crop_scales=(1.0,)):
     views = [dict(type='HandRotate', angle=a) for a in angles]
+    crops = [dict(type='HandCropResize', out_size=64, scale_range=(s, s)) for s in crop_scales]
     pipeline = [dict(type='LoadHandImage'),
                 dict(type='TestTimeAug',
-                     transforms=[views, [dict(type='HandCropResize', out_size=64)],
-                                 [dict(type='PackHandMeshInputs')]])]
+                     transforms=[views, crops, [dict(type='PackHandMeshInputs')]])]
     # mmcv's TestTimeAug builds the views in the default scope, as the runner sets it
     with DefaultScope.overwrite_default_scope('hybridvit'):
         return FreiHANDDataset(root, split='train', versions=(0,), pipeline=pipeline)
@@ -55,26 +55,28 @@ def _estimator():
 
 def _oracle_views(samples, px_per_metre=300.0):
     """Each view's 'prediction' is its own (rotated) ground truth, with 2.5D keypoints from a
-    weak-perspective camera at the labelled root (pixels)."""
+    weak-perspective camera at the labelled root (pixels; the scale follows the view's zoom)."""
     views = []
     for ds in samples:
         ds = ds.clone()
         ds.pred_joints, ds.pred_verts = ds.gt_joints, ds.gt_verts
-        uv = px_per_metre * ds.gt_joints[:, :2] + ds.gt_keypoints_2d[:1]
+        scale = px_per_metre * ds.K[0, 0] / samples[0].K[0, 0]
+        uv = scale * ds.gt_joints[:, :2] + ds.gt_keypoints_2d[:1]
         ds.pred_keypoints_2d = ds.pred_keypoints_uv = uv
-        ds.pred_keypoints_depth = px_per_metre * ds.gt_joints[:, 2]
+        ds.pred_keypoints_depth = scale * ds.gt_joints[:, 2]
         ds.pred_cam = torch.tensor([3.0, 0.0, 0.0])
         views.append(ds)
     return views
 
 
-def test_rotated_views_map_back_onto_the_unrotated_labels(mini_root):
-    """Views made by the real pipeline whose predictions equal their own rotated labels merge
-    to exactly the unrotated labels: 2D through H^-1, 3D by R_z^-1, depth unchanged, and the
-    head's fit places the merged hand in the labelled orientation."""
-    data = _dataset(mini_root)[0]
+@pytest.mark.parametrize('crop_scales', [(1.0,), (1.0, 1.25)])
+def test_rotated_views_map_back_onto_the_unrotated_labels(mini_root, crop_scales):
+    """Views made by the real pipeline whose predictions equal their own rotated (and zoomed)
+    labels merge to exactly the first view's labels: 2D through K_0 R^-1 K_k^-1, 3D by R_z^-1,
+    depths by the zoom, and the head's fit places the merged hand in the labelled orientation."""
+    data = _dataset(mini_root, crop_scales=crop_scales)[0]
     samples = data['data_samples']
-    assert [s.rotation for s in samples] == list(map(float, ANGLES))
+    assert [s.rotation for s in samples] == [float(a) for a in ANGLES for _ in crop_scales]
     # the views really differ: the 90 deg labels are the 0 deg ones rotated
     assert not torch.allclose(samples[1].gt_keypoints_2d, samples[0].gt_keypoints_2d, atol=1)
     tta = HandMeshTTAModel(module=_estimator())

@@ -4,7 +4,9 @@ The ``tta_pipeline`` (mmcv's ``TestTimeAug``) gives each test image as several v
 the image plane by :class:`~hybridvit.datasets.transforms.HandRotate`; that transform rotates the
 image with ``H = K @ R_z @ K^-1`` and the 3D labels by ``R_z``, so each view's prediction maps
 back to the unrotated crop exactly: 2D points (pixels) through ``H^-1``, root-relative 3D points
-by ``R_z^-1``, root-relative depths unchanged. Shape and placement are merged separately: the
+by ``R_z^-1``, root-relative depths unchanged. Views cropped differently (another
+``HandCropResize`` box: ``K_k = A_k @ K``) map back as well: pixels by ``K_0 @ R_z^-1 @ K_k^-1``,
+depths and scales by the zoom ``f_0 / f_k``. Shape and placement are merged separately: the
 hand's shape is the mean of the views' hands, each first rotated onto the first view's (a mean
 of differently oriented hands would shrink it), and a ``keypoint_branch`` head places that shape
 on the mean of the views' 2.5D keypoints with its own fit (other heads: rotated onto the views'
@@ -78,12 +80,14 @@ class HandMeshTTAModel(BaseTTAModel):
 
         rot = _rotation_z(torch.tensor([[float(ds.get('rotation', 0.0)) for ds in v]
                                         for v in views]))  # (B, N, 3, 3)
-        K = stack('K')  # (B, N, 3, 3) pixels of each crop
-        back = K @ rot.transpose(-1, -2) @ torch.linalg.inv(K)  # H^-1 per view, (B, N, 3, 3)
+        K = stack('K')  # (B, N, 3, 3) pixels of each view's crop
+        # view pixels -> first view's pixels: K_0 R^-1 K_k^-1 (H^-1 when the crops agree)
+        back = K[:, :1] @ rot.transpose(-1, -2) @ torch.linalg.inv(K)  # (B, N, 3, 3)
+        zoom = (K[:, :1, 0, 0] / K[..., 0, 0])  # (B, N) first view's pixels per view pixel
         h, w = first.img_shape[:2]
         half = K.new_tensor([w, h]) / 2  # pixels per normalised unit
 
-        def mean_2d_norm(key):  # pixels of the views -> normalised units of the unrotated crop
+        def mean_2d_norm(key):  # pixels of the views -> normalised units of the first view
             return (_map_points(back, stack(key)).mean(1)) / half - 1
 
         # each view's root-relative hand in the unrotated frame: j_rotated = j @ R^T -> j @ R
@@ -93,13 +97,13 @@ class HandMeshTTAModel(BaseTTAModel):
         keypoints = 'pred_keypoints_uv' in first
         if keypoints:  # orientation: the head's fit to the merged keypoints
             uv = mean_2d_norm('pred_keypoints_uv')  # (B, J, 2)
-            depth = stack('pred_keypoints_depth').mean(1) / half.mean()  # (B, J) crop units
+            depth = (stack('pred_keypoints_depth') * zoom[..., None]).mean(1) / half.mean()
             pred = head.fit_to_keypoints((uv, depth, None), shape)
         else:  # orientation: the views' mean hand; the root projects to the camera's shift
             rot_mean, _, _ = similarity_fit(shape, hands.mean(1))
             shape = shape @ rot_mean.transpose(1, 2)
             shape = shape - shape[:, :1]  # root-relative
-            scale = stack('pred_cam')[..., 0].mean(1)  # (B,)
+            scale = (stack('pred_cam')[..., 0] * zoom).mean(1)  # (B,)
             shift = mean_2d_norm('pred_keypoints_2d')[:, 0]  # (B, 2) root joint
             joints = shape[:, :num_joints]
             pred = dict(joints=joints, verts=shape[:, num_joints:],
@@ -107,8 +111,8 @@ class HandMeshTTAModel(BaseTTAModel):
                         keypoints_2d_norm=joints[..., :2] * scale[:, None, None] + shift[:, None])
         # the depth: the mean of the views' own scales (rotation-invariant); the merged
         # keypoints' spread is smaller than each view's where the views disagree
-        pred['depth_scale'] = head.depth_scale(self._view_outputs(stack, half, keypoints)).view(
-            len(views), -1).mean(1)
+        scales = head.depth_scale(self._view_outputs(stack, half, keypoints)).view_as(zoom)
+        pred['depth_scale'] = (scales * zoom).mean(1)  # (B,) first view's units per metre
         device = views[0][0].pred_joints.device
         pred = {k: v.to(device) for k, v in pred.items() if v is not None}
         bases = []
