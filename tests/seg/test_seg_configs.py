@@ -173,6 +173,16 @@ def test_short_training_lowers_the_loss_and_test_tool_writes_miou(tmp_path):
     assert shown == sorted(osp.splitext(osp.basename(p))[0] + '.png' for p in val_images)
     vis = cv2.imread(osp.join(work, 'show', shown[0]))
     assert vis.shape[0] >= 64 and vis.shape[1] > 64
+    # --tta: mmseg's SegTTAModel and multi-scale + flip tta_pipeline from the base configs
+    _run(['tools/test.py', QUICKSTART, osp.join(work, 'iter_30.pth'), '--tta', '--work-dir',
+          work + '/tta', '--show-dir', work + '/show_tta', *opts])
+    tta = json.load(open(osp.join(work, 'tta', 'test_metrics.json')))['metrics']
+    assert 0.0 <= tta['mIoU'] <= 100.0
+    from mmengine.config import Config
+    ran = Config.fromfile(osp.join(work, 'tta', osp.basename(QUICKSTART)))
+    assert ran.model.type == 'SegTTAModel' and ran.model.module.type == 'EncoderDecoder'
+    assert ran.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
+    assert sorted(os.listdir(osp.join(work, 'show_tta'))) == shown
 
 
 def test_iou_metric_on_a_hand_made_prediction():
