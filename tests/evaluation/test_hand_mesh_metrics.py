@@ -226,9 +226,11 @@ def test_metric_reports_mean_2d_keypoint_error_in_pixels(hands):
     for i, shift in enumerate(([3.0, 4.0], [0.0, 1.0])):  # 5 px and 1 px on every keypoint
         metric.process({}, [dict(sample_idx=i, pred_joints=joints[i], pred_verts=verts[i],
                                  gt_joints=joints[i], gt_verts=verts[i],
-                                 pred_keypoints_2d=gt_2d + shift, gt_keypoints_2d=gt_2d)])
+                                 pred_keypoints_2d=gt_2d + shift, gt_keypoints_2d=gt_2d,
+                                 pred_keypoints_uv=gt_2d + [0.0, 2.0 * i])])
     out = metric.compute_metrics(metric.results)
     assert out['kp2d_err'] == pytest.approx(3.0)
+    assert out['heatmap2d_err'] == pytest.approx(1.0)  # the keypoint branch's: 0 and 2 px
     assert out['pa_mpjpe'] < 1e-4
 
 

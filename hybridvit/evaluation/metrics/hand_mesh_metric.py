@@ -47,6 +47,10 @@ def dump_freihand_predictions(path: str, joints: Sequence[np.ndarray],
         json.dump(payload, f)
 
 
+#: predicted 2D keypoints (pixels) -> the name of their mean error against ``gt_keypoints_2d``
+_KEYPOINTS_2D = dict(pred_keypoints_2d='kp2d_err', pred_keypoints_uv='heatmap2d_err')
+
+
 @METRICS.register_module()
 class HandMeshMetric(BaseMetric):
     """The FreiHAND server's metrics, plus root-relative MPJPE, and the submission file.
@@ -62,7 +66,9 @@ class HandMeshMetric(BaseMetric):
     ``pa_f_15mm``, and ``rr_mpjpe`` (root joint subtracted from both). Without camera-frame
     predictions the unaligned numbers are left out. Samples that also carry
     ``pred_keypoints_2d`` / ``gt_keypoints_2d`` add ``kp2d_err``: the mean 2D keypoint error in
-    pixels of the network input (does the projected skeleton sit on the hand?).
+    pixels of the network input (does the projected skeleton sit on the hand?); those with
+    ``pred_keypoints_uv`` (a ``keypoint_branch`` head's 2D keypoints, read from its heatmaps) add
+    ``heatmap2d_err``, the same error for those.
 
     Args:
         out_dir (str, optional): folder (created) that receives ``pred.json``, the official
@@ -108,10 +114,11 @@ class HandMeshMetric(BaseMetric):
                 errs = per_sample_errors(pj[None], gj[None], pv[None], gv[None],
                                          root_index=self.root_index)
                 result['errors'] = {k: v[0].astype(np.float32) for k, v in errs.items()}
-            if 'pred_keypoints_2d' in sample and 'gt_keypoints_2d' in sample:
-                kp_err = (_as_numpy(sample['pred_keypoints_2d'], 'pred_keypoints_2d')
-                          - _as_numpy(sample['gt_keypoints_2d'], 'gt_keypoints_2d'))
-                result['kp2d_err'] = float(np.linalg.norm(kp_err, axis=-1).mean())  # pixels
+            for key, name in _KEYPOINTS_2D.items():
+                if key in sample and 'gt_keypoints_2d' in sample:
+                    kp_err = (_as_numpy(sample[key], key)
+                              - _as_numpy(sample['gt_keypoints_2d'], 'gt_keypoints_2d'))
+                    result[name] = float(np.linalg.norm(kp_err, axis=-1).mean())  # pixels
             if self.out_dir is not None:
                 result['pred_joints'] = (cam_joints if camera else pred_joints).astype(np.float32)
                 result['pred_verts'] = (cam_verts if camera else pred_verts).astype(np.float32)
@@ -150,10 +157,13 @@ class HandMeshMetric(BaseMetric):
                 f.write(server_scores(metrics))
             print_log(f'FreiHAND scores (server format, cm) written to {path}',
                       logger='current')
-        if all('kp2d_err' in r for r in with_gt):
-            metrics['kp2d_err'] = float(np.mean([r['kp2d_err'] for r in with_gt]))
+        for name in _KEYPOINTS_2D.values():
+            if all(name in r for r in with_gt):
+                metrics[name] = float(np.mean([r[name] for r in with_gt]))
         print_log('FreiHAND (mm): ' + ', '.join(
             f'{k} {v:.2f}' for k, v in metrics.items() if k.endswith(('mpjpe', 'mpvpe')))
-            + (f', 2D keypoints {metrics["kp2d_err"]:.2f} px' if 'kp2d_err' in metrics else ''),
-            logger='current')
+            + (f', projected skeleton {metrics["kp2d_err"]:.2f} px' if 'kp2d_err' in metrics
+               else '')
+            + (f', heatmap keypoints {metrics["heatmap2d_err"]:.2f} px'
+               if 'heatmap2d_err' in metrics else ''), logger='current')
         return metrics
