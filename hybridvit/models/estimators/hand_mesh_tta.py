@@ -10,8 +10,9 @@ depths and scales by the zoom ``f_0 / f_k``. Shape and placement are merged sepa
 hand's shape is the mean of the views' hands, each first rotated onto the first view's (a mean
 of differently oriented hands would shrink it), and a ``keypoint_branch`` head places that shape
 on the mean of the views' 2.5D keypoints with its own fit (other heads: rotated onto the views'
-mean hand, the camera averaged). The head then recovers the camera frame from the merged hand,
-so the submission's root depth is read from the averages.
+mean hand, the camera averaged). The head then recovers the camera frame from the merged hand
+at the mean of the views' own depth scales (the merged keypoints' spread shrinks where the views
+disagree, which would push the hand away).
 """
 import math
 from typing import List, Sequence
