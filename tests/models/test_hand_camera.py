@@ -2,7 +2,9 @@
 import numpy as np
 import torch
 
-from hybridvit.models.heads.hand_camera import (fit_weak_perspective, recover_root, spread_ratio,
+from hybridvit.models.heads.hand_camera import (HAND_BONES, bone_lengths, depth_from_bones,
+                                               fit_weak_perspective, lift_keypoints,
+                                               recover_root, spread_ratio,
                                                weak_perspective_to_camera)
 
 
@@ -50,6 +52,41 @@ def test_camera_consistent_with_the_image_gives_back_the_root():
     naive = weak_perspective_to_camera(rel / 2, rel / 2, cam * torch.tensor([2.0, 1, 1]), K,
                                        (size, size))
     torch.testing.assert_close(naive['root'][:, 2], root[:, 0, 2] / 2)
+    # a given root depth puts the root on the same ray at that depth
+    far = weak_perspective_to_camera(rel, rel, cam, K, (size, size),
+                                     root_depth=2 * root[:, 0, 2])
+    torch.testing.assert_close(far['root'], 2 * root[:, 0])
+
+
+def test_hand_bones_form_the_freihand_tree():
+    """20 bones, every joint but the wrist the child of exactly one, each finger a chain from
+    the wrist (thumb 1-4, ..., little 17-20)."""
+    assert len(HAND_BONES) == 20
+    assert sorted(child for _, child in HAND_BONES) == list(range(1, 21))
+    for finger in range(5):
+        base = 1 + 4 * finger
+        assert [b for b in HAND_BONES if b[1] in range(base, base + 4)] == [
+            (0, base), (base, base + 1), (base + 1, base + 2), (base + 2, base + 3)]
+
+
+def test_lifted_keypoints_at_the_bone_length_depth_give_back_the_hand():
+    """Pixels and root-relative depths in pixels (times focal / z_root) of a hand seen by a
+    perspective camera (fx != fy) lift back to it exactly at the depth its bone lengths give."""
+    joints, K = _scene()
+    K[:, 1, 1] = 310.0
+    root_z = joints[:, :1, 2]  # (B, 1)
+    uvw = joints @ K.transpose(1, 2)
+    uv = uvw[..., :2] / uvw[..., 2:]
+    focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
+    depth = focal[:, None] * (joints[..., 2] - root_z) / root_z
+    points = lift_keypoints(uv, depth, K)
+    torch.testing.assert_close(points[:, 0, 2], torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(points * root_z[..., None], joints)
+    z = depth_from_bones(points, bone_lengths(joints))
+    torch.testing.assert_close(z, root_z[:, 0])
+    # bones 10 % too long put the hand 10 % further away
+    torch.testing.assert_close(depth_from_bones(points, 1.1 * bone_lengths(joints)),
+                               1.1 * root_z[:, 0])
 
 
 def test_spread_ratio_is_the_similarity_scale_and_resists_noise_in_the_source():

@@ -11,7 +11,8 @@ import hybridvit.models  # noqa: F401
 from hybridvit.datasets.freihand import FreiHANDDataset
 from hybridvit.datasets.generators.mini_freihand import make_mini_freihand
 from hybridvit.models.estimators import HandMeshTTAModel
-from hybridvit.models.heads.procrustes import rigid_align
+from hybridvit.models.heads.hand_camera import lift_keypoints
+from hybridvit.models.heads.procrustes import rigid_align, similarity_fit
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
 
@@ -53,18 +54,19 @@ def _estimator():
     return model.eval()
 
 
-def _oracle_views(samples, px_per_metre=300.0):
-    """Each view's 'prediction' is its own (rotated) ground truth, with 2.5D keypoints from a
-    weak-perspective camera at the labelled root (pixels; the scale follows the view's zoom)."""
+def _oracle_views(samples):
+    """Each view's 'prediction' is its own (rotated, zoomed) ground truth: 2.5D keypoints from
+    its perspective camera (pixels; root-relative depths in pixels at the root's depth) and the
+    labelled root."""
     views = []
     for ds in samples:
         ds = ds.clone()
         ds.pred_joints, ds.pred_verts = ds.gt_joints, ds.gt_verts
-        scale = px_per_metre * ds.K[0, 0] / samples[0].K[0, 0]
-        uv = scale * ds.gt_joints[:, :2] + ds.gt_keypoints_2d[:1]
-        ds.pred_keypoints_2d = ds.pred_keypoints_uv = uv
-        ds.pred_keypoints_depth = scale * ds.gt_joints[:, 2]
+        focal = (ds.K[0, 0] + ds.K[1, 1]) / 2
+        ds.pred_keypoints_2d = ds.pred_keypoints_uv = ds.gt_keypoints_2d
+        ds.pred_keypoints_depth = focal * ds.gt_joints[:, 2] / ds.gt_root[2]
         ds.pred_cam = torch.tensor([3.0, 0.0, 0.0])
+        ds.pred_root = ds.gt_root
         views.append(ds)
     return views
 
@@ -104,18 +106,21 @@ def test_single_unrotated_view_equals_plain_prediction(mini_root):
         plain = model.test_step(dict(inputs=batch['inputs'][0],
                                      data_samples=batch['data_samples'][0]))
     for m, p in zip(merged, plain):
-        for key in ('pred_joints', 'pred_verts', 'pred_cam', 'pred_keypoints_2d',
+        # (not pred_cam: the weak-perspective scale of the regressed hand, the merged one has
+        # the reference bone's size)
+        for key in ('pred_joints', 'pred_verts', 'pred_keypoints_2d',
                     'pred_keypoints_uv', 'pred_keypoints_depth', 'pred_joints_cam',
-                    'pred_verts_cam', 'pred_root'):
+                    'pred_verts_cam', 'pred_root', 'pred_mesh_joints'):
             torch.testing.assert_close(m.get(key), p.get(key), atol=1e-5, rtol=1e-4,
                                        msg=key)
 
 
 def test_four_views_merge_shape_and_keypoints_separately(mini_root):
     """With four views: the 2.5D keypoints are the mean of the views' keypoints rotated back
-    about the principal point (fx == fy), the hand is the mean of the views' hands after
-    rotating each onto the first (up to the final placement, a rotation), and the camera-frame
-    hand is that hand rescaled and moved to the recovered root."""
+    about the principal point (fx == fy), the regressed hand is the mean of the views' hands
+    after rotating each onto the first (up to the final placement, a similarity), the root is
+    at the mean of the views' root depths, and the joints are the head's mean of the lifted
+    keypoints and the placed hand's joints."""
     model = _estimator()
     tta = HandMeshTTAModel(module=model)
     batch = pseudo_collate([_dataset(mini_root)[0]])
@@ -133,27 +138,23 @@ def test_four_views_merge_shape_and_keypoints_separately(mini_root):
         depth = depth + view.pred_keypoints_depth / len(ANGLES)
         rot3 = torch.eye(3)
         rot3[:2, :2] = rot
-        hands.append(torch.cat([view.pred_joints, view.pred_verts]) @ rot3)
+        hands.append(torch.cat([view.pred_mesh_joints, view.pred_verts]) @ rot3)
     torch.testing.assert_close(merged.pred_keypoints_uv, uv, atol=1e-3, rtol=0)
     torch.testing.assert_close(merged.pred_keypoints_depth, depth, atol=1e-4, rtol=1e-4)
     mean = sum(rigid_align(h[None], hands[0][None])[0] for h in hands) / len(hands)
-    hand = torch.cat([merged.pred_joints, merged.pred_verts])
-    torch.testing.assert_close(rigid_align(mean[None], hand[None])[0], hand, atol=1e-6,
-                               rtol=1e-4)
-    assert not torch.allclose(merged.pred_joints, views[0].pred_joints, atol=1e-5)
-    # camera frame from the merged hand (x, y: the random model's root depth is kilometres,
-    # beyond float32's z) ...
-    factor = merged.scale / (merged.pred_joints[10] - merged.pred_joints[9]).norm()
-    torch.testing.assert_close((merged.pred_joints_cam - merged.pred_root)[:, :2],
-                               factor * merged.pred_joints[:, :2], atol=1e-6, rtol=1e-4)
-    # ... at the depth of the mean of the views' own depth scales (32 px per crop unit)
-    scales = [model.head.depth_scale(dict(joints=v.pred_joints[None],
-                                          keypoints_uv=v.pred_keypoints_uv[None] / 32 - 1,
-                                          keypoints_depth=v.pred_keypoints_depth[None] / 32))
-              for v in views]
-    assert float(torch.stack(scales).std()) > 0.01 * float(torch.stack(scales).mean())
-    depth = views[0].K[0, 0] * factor / (32 * torch.stack(scales).mean())
-    torch.testing.assert_close(merged.pred_root[2], depth, atol=0, rtol=1e-4)
+    hand = torch.cat([merged.pred_mesh_joints, merged.pred_verts])
+    rot, scale, shift = similarity_fit(mean[None], hand[None])
+    torch.testing.assert_close(scale * mean @ rot[0].T + shift, hand, atol=1e-6, rtol=1e-4)
+    assert not torch.allclose(merged.pred_mesh_joints, views[0].pred_mesh_joints, atol=1e-5)
+    roots = torch.stack([v.pred_root for v in views])
+    assert float(roots[:, 2].std()) > 0.01 * float(roots[:, 2].mean())
+    torch.testing.assert_close(merged.pred_root[2], roots[:, 2].mean(), atol=0, rtol=1e-5)
+    lifted = lift_keypoints(uv[None], depth[None], views[0].K[None])[0] * merged.pred_root[2]
+    w = model.head.keypoint_weight
+    # (the random model's root is kilometres away: float32 resolves 1e-7 of that)
+    torch.testing.assert_close(merged.pred_joints_cam,
+                               w * lifted + (1 - w) * (merged.pred_mesh_joints + merged.pred_root),
+                               atol=1e-7 * float(merged.pred_root.norm()), rtol=1e-5)
 
 
 def test_first_view_must_be_unrotated(mini_root):

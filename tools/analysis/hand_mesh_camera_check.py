@@ -3,10 +3,12 @@ the mean 2D error of the projected skeleton and (``keypoint_branch`` heads) of t
 keypoints (pixels of the input crop), the root-relative MPJPE, and, as median [p10, p90] over the
 samples, the ratios predicted / true of: the weak-perspective scale (least-squares fit of the
 joints onto their 2D positions: the 2D placement), the scale the recovered depth is read from
-(``depth ~ 1 / scale``; ``keypoint_branch`` heads: the symmetric scale between the joints and the
-2.5D keypoints), the spread of the 2D skeleton, the reference bone 9-10, the hand size and, where
-the samples carry ``K`` and the camera-frame root, the recovered root depth (what a submission
-holds) with its mean absolute error.
+(``depth ~ 1 / scale``; heads without a ``keypoint_branch``, which read the depth from the lifted
+keypoints' bone lengths instead), the spread of the 2D skeleton, the reference bone 9-10, the hand
+size, the angle between the rotations that align the regressed joints and the regressed mesh with
+their labels (0 when the mesh is registered to its own skeleton, which places it) and, where the
+samples carry ``K`` and the camera-frame root, the recovered root depth (what a submission holds)
+with its mean absolute error.
 
     python tools/analysis/hand_mesh_camera_check.py CONFIG CHECKPOINT [--num 64] \
         [--cfg-options test_dataloader.dataset.data_root=DATA]
@@ -51,6 +53,7 @@ def main():
     import hybridvit.datasets  # noqa: F401
     from hybridvit.apis import init_model
     from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
+    from hybridvit.models.heads.procrustes import procrustes_rotation
     from hybridvit.registry import DATASETS
     checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
@@ -58,7 +61,8 @@ def main():
         dataset = DATASETS.build(model.cfg.test_dataloader.dataset)
     num = len(dataset) if args.num == 0 else min(args.num, len(dataset))
     stats = {k: [] for k in ('err_2d', 'err_2d_keypoints', 'rr_mpjpe', 'scale', 'depth_scale',
-                             'spread', 'bone', 'size', 'root_depth', 'root_depth_err')}
+                             'spread', 'bone', 'size', 'root_depth', 'root_depth_err',
+                             'mesh_angle')}
     for start in range(0, num, args.batch):
         batch = pseudo_collate([dataset[i] for i in range(start, min(start + args.batch, num))])
         data = model.data_preprocessor(batch, False)
@@ -85,7 +89,8 @@ def main():
         stats['scale'] += (out['cam'][:, 0] / true_scale).tolist()
         camera = model.head.camera_frame(out, samples)  # what HandMeshHead.predict writes
         if camera is not None:
-            stats['depth_scale'] += (camera['cam'][:, 0] / true_scale).tolist()
+            if 'cam' in camera:  # the weak-perspective read-out (heads without keypoints)
+                stats['depth_scale'] += (camera['cam'][:, 0] / true_scale).tolist()
             if all('gt_root' in s for s in samples):
                 depth = camera['root'][:, 2]
                 true_depth = torch.stack([s.gt_root[2] for s in samples]).float()
@@ -96,6 +101,12 @@ def main():
         gt_bone = (gt_j[:, REF_BONE[1]] - gt_j[:, REF_BONE[0]]).norm(dim=-1)
         stats['bone'] += (bone / gt_bone).tolist()
         stats['size'] += (out['joints'].norm(dim=-1).mean(1) / gt_j.norm(dim=-1).mean(1)).tolist()
+        if all('gt_verts' in s for s in samples):
+            gt_v = torch.stack([s.gt_verts for s in samples]).float()
+            turn = (procrustes_rotation(out['verts'], gt_v).transpose(1, 2)
+                    @ procrustes_rotation(out['joints'], gt_j))  # (B, 3, 3)
+            cos = (turn.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2
+            stats['mesh_angle'] += torch.rad2deg(torch.acos(cos.clamp(-1, 1))).tolist()
     report = {'samples': num,
               '2D px (projected skeleton)': round(sum(stats['err_2d']) / num, 2),
               'root-relative MPJPE mm': round(sum(stats['rr_mpjpe']) / num, 1),
@@ -103,6 +114,8 @@ def main():
               '2D spread pred/true': _summary(stats['spread']),
               'bone 9-10 pred/true': _summary(stats['bone']),
               'hand size pred/true': _summary(stats['size'])}
+    if stats['mesh_angle']:
+        report['mesh vs skeleton alignment, deg'] = _summary(stats['mesh_angle'])
     if stats['depth_scale']:
         report['depth scale pred/true'] = _summary(stats['depth_scale'])
     if stats['root_depth']:

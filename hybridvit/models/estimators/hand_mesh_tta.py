@@ -11,7 +11,7 @@ hand's shape is the mean of the views' hands, each first rotated onto the first 
 of differently oriented hands would shrink it), and a ``keypoint_branch`` head places that shape
 on the mean of the views' 2.5D keypoints with its own fit (other heads: rotated onto the views'
 mean hand, the camera averaged). The head then recovers the camera frame from the merged hand
-at the mean of the views' own depth scales (the merged keypoints' spread shrinks where the views
+at the mean of the views' own root depths (the merged keypoints' spread shrinks where the views
 disagree, which would push the hand away).
 """
 import math
@@ -71,7 +71,7 @@ class HandMeshTTAModel(BaseTTAModel):
                     f', got rotation {sample_views[0].rotation} for '
                     f"{sample_views[0].get('img_path', 'a test sample')}")
             for ds in sample_views:
-                if 'K' not in ds or 'img_shape' not in ds:
+                if 'K' not in ds or 'img_shape' not in ds or 'pred_root' not in ds:
                     raise UserError('HandMeshTTAModel: every view needs the crop intrinsics K and '
                                     'img_shape (PackHandMeshInputs provides them)')
 
@@ -92,7 +92,9 @@ class HandMeshTTAModel(BaseTTAModel):
             return (_map_points(back, stack(key)).mean(1)) / half - 1
 
         # each view's root-relative hand in the unrotated frame: j_rotated = j @ R^T -> j @ R
-        hands = torch.cat([stack('pred_joints'), stack('pred_verts')], 2) @ rot  # (B, N, P, 3)
+        # (the regressed hand's own joints when the head also fused them with its keypoints)
+        joints_key = 'pred_mesh_joints' if 'pred_mesh_joints' in first else 'pred_joints'
+        hands = torch.cat([stack(joints_key), stack('pred_verts')], 2) @ rot  # (B, N, P, 3)
         shape = self._mean_shape(hands)  # (B, P, 3)
         num_joints = views[0][0].pred_joints.shape[0]
         keypoints = 'pred_keypoints_uv' in first
@@ -110,10 +112,10 @@ class HandMeshTTAModel(BaseTTAModel):
             pred = dict(joints=joints, verts=shape[:, num_joints:],
                         cam=torch.cat([scale[:, None], shift], dim=1),
                         keypoints_2d_norm=joints[..., :2] * scale[:, None, None] + shift[:, None])
-        # the depth: the mean of the views' own scales (rotation-invariant); the merged
-        # keypoints' spread is smaller than each view's where the views disagree
-        scales = head.depth_scale(self._view_outputs(stack, half, keypoints)).view_as(zoom)
-        pred['depth_scale'] = (scales * zoom).mean(1)  # (B,) first view's units per metre
+        # the depth: the mean of the views' own root depths (a rotation about the optical axis
+        # or another crop zoom leaves it unchanged); the merged keypoints' spread is smaller
+        # than each view's where the views disagree, which would push the hand away
+        pred['root_depth'] = stack('pred_root')[..., 2].mean(1)  # (B,) metres
         device = views[0][0].pred_joints.device
         pred = {k: v.to(device) for k, v in pred.items() if v is not None}
         bases = []
@@ -123,15 +125,6 @@ class HandMeshTTAModel(BaseTTAModel):
                 base.pop(key)
             bases.append(base)
         return head.pack_predictions(pred, bases)
-
-    @staticmethod
-    def _view_outputs(stack, half: torch.Tensor, keypoints: bool) -> dict:
-        """Every view's prediction as (B * N, ...) head outputs (normalised crop units)."""
-        out = dict(joints=stack('pred_joints').flatten(0, 1), cam=stack('pred_cam').flatten(0, 1))
-        if keypoints:
-            out['keypoints_uv'] = stack('pred_keypoints_uv').flatten(0, 1) / half - 1
-            out['keypoints_depth'] = stack('pred_keypoints_depth').flatten(0, 1) / half.mean()
-        return out
 
     @staticmethod
     def _mean_shape(hands: torch.Tensor) -> torch.Tensor:

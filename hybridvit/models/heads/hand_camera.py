@@ -19,12 +19,20 @@ a small near hand from a large far one, so the predicted hand is first rescaled 
 length (the scale ``s`` in pixels per metre shrinks by the same factor, which moves the root in
 depth accordingly).
 
-With a ``keypoint_branch`` head the scale used for the depth is not the least-squares one that
-places the skeleton in 2D: regressing the 2D keypoints on the predicted joints shrinks that scale
-by the joints' error, and the depth grows by the same factor. The head uses the ratio of the RMS
-spreads of its 2.5D keypoints ``(u, v, d)`` and of its joints instead (:func:`spread_ratio`):
-symmetric in the two sets, and independent of the fitted rotation (docs/hand_mesh.md gives the
-numbers).
+For a weak-perspective read-out of a ``keypoint_branch`` head (one whose skeleton is not
+FreiHAND's, so it cannot be lifted as below) the scale used for the depth is not the
+least-squares one that places the skeleton in 2D: regressing the 2D keypoints on the predicted
+joints shrinks that scale by the joints' error, and the depth grows by the same factor. The ratio
+of the RMS spreads of the 2.5D keypoints ``(u, v, d)`` and of the joints is used instead
+(:func:`spread_ratio`): symmetric in the two sets, and independent of the fitted rotation.
+
+With a ``keypoint_branch`` and ``K`` the head does better than a weak-perspective camera: it lifts
+its 2.5D keypoints (pixel positions and root-relative depths) with the perspective camera, up to
+the unknown root depth (:func:`lift_keypoints`, after Iqbal et al., "Hand Pose Estimation via
+Latent 2.5D Heatmap Regression", ECCV 2018, who also read the root depth from a known bone
+length), and reads that depth from the skeleton's bone lengths (:func:`depth_from_bones`): the
+reference bone times the training set's mean bone proportions, or the predicted hand's own bones.
+All 20 bones take part, so one badly predicted bone does not set the depth.
 
 The crop is a 2D similarity of the image (``K_crop = A @ K``, pixel positions and the scale
 multiplied by ``A``'s zoom): the formula gives the same ``xyz_root`` in crop pixels with
@@ -34,11 +42,50 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-__all__ = ['fit_weak_perspective', 'recover_root', 'spread_ratio',
-           'weak_perspective_to_camera']
+__all__ = ['HAND_BONES', 'bone_lengths', 'depth_from_bones', 'fit_weak_perspective',
+           'lift_keypoints', 'recover_root', 'spread_ratio', 'weak_perspective_to_camera']
 
 #: FreiHAND's reference bone (``evaluation_scale.json``): middle finger MCP -> PIP.
 REF_BONE = (9, 10)
+
+#: The 20 bones (parent, child) of FreiHAND's 21-joint skeleton: wrist (0) to each finger's base,
+#: then along the finger (thumb 1-4, index 5-8, middle 9-12, ring 13-16, little 17-20).
+HAND_BONES = tuple((1 + 4 * f + k - 1 if k else 0, 1 + 4 * f + k)
+                   for f in range(5) for k in range(4))
+
+
+def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
+    """(B, 21, 3) joints -> (B, 20) lengths of :data:`HAND_BONES`."""
+    parent, child = zip(*HAND_BONES)
+    return (joints[:, list(child)] - joints[:, list(parent)]).norm(dim=-1)
+
+
+def lift_keypoints(uv: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Back-project 2.5D keypoints through the perspective camera, up to the root depth.
+
+    Args:
+        uv (torch.Tensor): (B, J, 2) pixel positions.
+        depth (torch.Tensor): (B, J) root-relative depths in pixels, i.e. ``(z - z_root)``
+            times the pixels per metre at the root, ``focal / z_root``.
+        K (torch.Tensor): (B, 3, 3) intrinsics of those pixels.
+
+    Returns:
+        torch.Tensor: (B, J, 3) the joints of a root at depth 1: the camera-frame joints are
+        ``z_root`` times these (joint ``j`` at depth ``z_root * (1 + depth_j / focal)`` on the
+        ray through ``uv_j``).
+    """
+    focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])  # (B,)
+    rays = torch.cat([uv, torch.ones_like(uv[..., :1])], -1) @ torch.linalg.inv(K).transpose(
+        1, 2)  # (B, J, 3) = K^-1 [u, v, 1], z = 1
+    return rays * (1 + depth / focal[:, None])[..., None]
+
+
+def depth_from_bones(points: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) the root depth at which the unit-depth skeleton ``points`` (B, 21, 3) of
+    :func:`lift_keypoints` has the bone ``lengths`` (B, 20, metres): the ratio of the two sets'
+    root-sum-square bone lengths (symmetric, like :func:`spread_ratio`; the long bones, drawn
+    most precisely, weigh most)."""
+    return lengths.norm(dim=1) / bone_lengths(points).norm(dim=1).clamp(min=1e-12)
 
 
 def fit_weak_perspective(xy: torch.Tensor, uv: torch.Tensor,
@@ -82,7 +129,8 @@ def recover_root(uv_root: torch.Tensor, scale: torch.Tensor, K: torch.Tensor) ->
 
 def weak_perspective_to_camera(joints: torch.Tensor, verts: torch.Tensor, cam: torch.Tensor,
                                K: torch.Tensor, img_size: Tuple[int, int],
-                               ref_bone: Optional[torch.Tensor] = None
+                               ref_bone: Optional[torch.Tensor] = None,
+                               root_depth: Optional[torch.Tensor] = None
                                ) -> Dict[str, torch.Tensor]:
     """Camera-frame joints / vertices from root-relative ones and the weak-perspective camera.
 
@@ -94,6 +142,8 @@ def weak_perspective_to_camera(joints: torch.Tensor, verts: torch.Tensor, cam: t
         img_size: crop ``(h, w)`` in pixels.
         ref_bone: (B,) known length of joints 9 -> 10 in metres (FreiHAND's
             ``*_scale.json``); entries <= 0 or ``None``: keep the predicted size.
+        root_depth: (B,) a given root depth (metres): the root is then on the ray through the
+            root's pixel at that depth (instead of ``focal`` over the rescaled camera scale).
 
     Returns:
         dict: ``joints`` (B, J, 3) and ``verts`` (B, V, 3) in the camera frame, ``root``
@@ -108,6 +158,8 @@ def weak_perspective_to_camera(joints: torch.Tensor, verts: torch.Tensor, cam: t
         pred_bone = (joints[:, REF_BONE[1]] - joints[:, REF_BONE[0]]).norm(dim=-1)  # (B,)
         valid = (ref_bone > 0) & (pred_bone > 1e-6)
         factor = torch.where(valid, ref_bone / pred_bone.clamp(min=1e-6), factor)
+    if root_depth is not None:  # the scale that puts the root at that depth
+        scale_px = 0.5 * (K[:, 0, 0] + K[:, 1, 1]) * factor / root_depth
     root = recover_root(uv_root, scale_px / factor, K)  # (B, 3)
     joints = joints * factor[:, None, None] + root[:, None]
     verts = verts * factor[:, None, None] + root[:, None]

@@ -20,7 +20,11 @@ keypoint branch (:mod:`.integral_keypoints`) locates the joints in the image (po
 root-relative depth, in crop units), and the rotation, camera scale and root position are the
 least-squares similarity fit of the regressed joints onto those 2.5D keypoints
 (:func:`.procrustes.similarity_fit`). Orientation and placement then come from where the
-joints are seen, not from a pooled global feature.
+joints are seen, not from a pooled global feature. At test time the predicted skeleton is the
+mean of the two estimates of it, the branch's keypoints and the regressed joints placed on them
+(``keypoint_weight``); with the crop's intrinsics the keypoints are lifted to the camera frame
+with the perspective camera and the root depth is read from the bone lengths
+(:mod:`.hand_camera`).
 
 Losses: L1 on joints, L1 on vertices (optionally also after a rigid Procrustes alignment, as the
 FreiHAND metrics align, see :mod:`.procrustes`), L1 on the reprojected 2D keypoints, and, when mesh
@@ -40,7 +44,9 @@ from mmengine.structures import BaseDataElement
 from hybridvit.models.layers.grid_pool import grid_avg_pool2d
 from hybridvit.registry import MODELS
 from hybridvit.utils.errors import UserError
-from .hand_camera import fit_weak_perspective, spread_ratio, weak_perspective_to_camera
+from .hand_camera import (HAND_BONES, REF_BONE, bone_lengths, depth_from_bones,
+                          fit_weak_perspective, lift_keypoints, spread_ratio,
+                          weak_perspective_to_camera)
 from .integral_keypoints import IntegralKeypointBranch, heatmap_kl_loss
 from .mano import MANOLayer
 from .procrustes import rigid_align, similarity_fit
@@ -124,7 +130,8 @@ class HandMeshHead(BaseModule):
             per metre; about 2 f / (W Z)). Defaults to 8.
         coord_scale (float): metres per unit of the raw 3D regression outputs. Defaults to 0.1.
         loss_weights (dict, optional): weights for ``joints``, ``verts`` (camera frame),
-            ``pa_joints``, ``pa_verts`` (after rigid Procrustes alignment to the ground truth;
+            ``pa_joints``, ``pa_verts`` (after one rigid Procrustes alignment of the whole hand,
+            joints and vertices together, to the ground truth;
             off by default), ``keypoints_2d``, ``edge``, ``normal`` (edge / normal only with
             faces), ``betas`` (MANO mode), ``kp_uv`` / ``kp_depth`` / ``kp_heatmap``
             (``keypoint_branch``: L1 on the 2D positions and root-relative depths of its 2.5D
@@ -142,7 +149,16 @@ class HandMeshHead(BaseModule):
             similarity fit of the regressed (hand-frame) joints onto the branch's 2.5D
             keypoints, which are trained by the ``kp_uv`` / ``kp_depth`` / ``kp_heatmap``
             losses.
+        keypoint_weight (float): ``keypoint_branch`` only, in eval mode: the predicted joints
+            and 2D keypoints are ``keypoint_weight`` times the branch's 2.5D keypoints plus the
+            rest times the regressed joints placed on them (two estimates of one skeleton whose
+            errors are partly independent; 0 = the regressed joints only). Defaults to 0.5.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    With ``keypoint_branch`` and 21 joints the head also keeps the running mean of the training
+    labels' bone lengths over their reference bone (buffer ``bone_ratios``, over
+    ``bone_ratio_count`` hands, as BatchNorm keeps its statistics) to read the camera-frame
+    depth from a sample's known reference bone (:meth:`camera_frame`).
     """
 
     def __init__(self, in_channels: Union[int, Sequence[int]],
@@ -153,7 +169,7 @@ class HandMeshHead(BaseModule):
                  loss_weights: Optional[dict] = None, faces=None,
                  mano_model_path: Optional[str] = None, mano_cfg: Optional[dict] = None,
                  ref_bone_scale: bool = True, keypoint_branch: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 keypoint_weight: float = 0.5, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         multi = isinstance(in_index, (list, tuple))
         self.in_index = list(in_index) if multi else [in_index]
@@ -222,6 +238,11 @@ class HandMeshHead(BaseModule):
         nn.init.normal_(self.fc_out.weight, std=1e-3)
         nn.init.zeros_(self.fc_out.bias)
         self.keypoint_branch = self.fc_cam = None
+        if not 0.0 <= keypoint_weight <= 1.0:
+            raise UserError(f'HandMeshHead: keypoint_weight must be in [0, 1], got '
+                            f'{keypoint_weight!r}')
+        self.keypoint_weight = float(keypoint_weight)
+        self.lifts_keypoints = keypoint_branch is not None and num_joints == len(HAND_BONES) + 1
         if keypoint_branch is not None:
             self.keypoint_branch = IntegralKeypointBranch(num_joints=num_joints,
                                                           **keypoint_branch)
@@ -229,6 +250,9 @@ class HandMeshHead(BaseModule):
             self.fc_cam = nn.Linear(dim, 3)
             nn.init.normal_(self.fc_cam.weight, std=1e-3)
             nn.init.zeros_(self.fc_cam.bias)
+        if self.lifts_keypoints:
+            self.register_buffer('bone_ratios', torch.zeros(len(HAND_BONES)))
+            self.register_buffer('bone_ratio_count', torch.zeros((), dtype=torch.float64))
         self.fc_rot = None
         if global_rotation:
             self.fc_rot = nn.Linear(dim, 6)
@@ -314,6 +338,8 @@ class HandMeshHead(BaseModule):
         root = joints[:, :1]  # (B, 1, 3)
         joints, verts = joints - root, verts - root
         cam, kp_norm = self.place_on_keypoints(joints, uv)
+        if not self.training:  # the mean of the two estimates of the 2D skeleton
+            kp_norm = self.keypoint_weight * uv + (1 - self.keypoint_weight) * kp_norm
         result.update(joints=joints, verts=verts, global_rot=rot, keypoints_uv=uv,
                       keypoints_depth=depth, keypoints_heatmap=logits, keypoints_2d_norm=kp_norm,
                       cam=cam)
@@ -366,25 +392,30 @@ class HandMeshHead(BaseModule):
                             f'prediction {tuple(pred["joints"].shape)} (num_joints='
                             f'{self.num_joints})')
         losses['loss_joints'] = w['joints'] * F.l1_loss(pred['joints'], gt_joints)
-        if w['pa_joints'] > 0:
-            losses['loss_pa_joints'] = w['pa_joints'] * F.l1_loss(
-                rigid_align(pred['joints'], gt_joints), gt_joints)
+        joints, verts = pred['joints'], pred.get('verts')
+        aligned_joints = aligned_verts = None
         if w['verts'] > 0 or w['pa_verts'] > 0 or self.faces is not None:
             gt_verts = _stack(data_samples, 'gt_verts', device)
-            if gt_verts.shape[1:] != pred['verts'].shape[1:]:
+            if gt_verts.shape[1:] != verts.shape[1:]:
                 raise UserError(f'gt_verts shape {tuple(gt_verts.shape)} does not match the '
-                                f'prediction {tuple(pred["verts"].shape)} (num_verts='
+                                f'prediction {tuple(verts.shape)} (num_verts='
                                 f'{self.num_verts})')
             if w['verts'] > 0:
-                losses['loss_verts'] = w['verts'] * F.l1_loss(pred['verts'], gt_verts)
+                losses['loss_verts'] = w['verts'] * F.l1_loss(verts, gt_verts)
+            # one rigid alignment of the whole hand: aligning joints and vertices separately
+            # would let the mesh turn away from its own skeleton, which places it
+            hand = rigid_align(torch.cat([joints, verts], 1), torch.cat([gt_joints, gt_verts], 1))
+            aligned_joints, aligned_verts = hand[:, :self.num_joints], hand[:, self.num_joints:]
             if w['pa_verts'] > 0:
-                losses['loss_pa_verts'] = w['pa_verts'] * F.l1_loss(
-                    rigid_align(pred['verts'], gt_verts), gt_verts)
+                losses['loss_pa_verts'] = w['pa_verts'] * F.l1_loss(aligned_verts, gt_verts)
             if self.faces is not None:
                 # a fitted rotation is not trained: judge the normals after rigid alignment
-                verts = (rigid_align(pred['verts'], gt_verts)
-                         if self.keypoint_branch is not None else pred['verts'])
-                losses.update(self._mesh_losses(verts, gt_verts))
+                losses.update(self._mesh_losses(
+                    aligned_verts if self.keypoint_branch is not None else verts, gt_verts))
+        if w['pa_joints'] > 0:
+            if aligned_joints is None:
+                aligned_joints = rigid_align(joints, gt_joints)
+            losses['loss_pa_joints'] = w['pa_joints'] * F.l1_loss(aligned_joints, gt_joints)
         if w['keypoints_2d'] > 0 or self.keypoint_branch is not None:
             kp = _stack(data_samples, 'gt_keypoints_2d', device)  # (B, J, 2) pixels
             size = torch.tensor([[ds.img_shape[1], ds.img_shape[0]] for ds in data_samples],
@@ -397,7 +428,22 @@ class HandMeshHead(BaseModule):
                 losses.update(self._keypoint_losses(pred, gt_joints, kp_norm))
         if self.mano is not None and w['betas'] > 0:
             losses['loss_betas'] = w['betas'] * pred['betas'].pow(2).mean()
+        if self.lifts_keypoints:
+            self._update_bone_ratios(gt_joints)
         return losses
+
+    @torch.no_grad()
+    def _update_bone_ratios(self, gt_joints: torch.Tensor) -> None:
+        """Fold the labels' bone lengths over their reference bone into the running mean."""
+        ref = (gt_joints[:, REF_BONE[1]] - gt_joints[:, REF_BONE[0]]).norm(dim=-1)  # (B,)
+        valid = ref > 1e-6
+        if not valid.any():
+            return
+        ratios = bone_lengths(gt_joints[valid]) / ref[valid, None]  # (b, 20)
+        total = self.bone_ratio_count + ratios.shape[0]
+        self.bone_ratios += ((ratios.sum(0) - ratios.shape[0] * self.bone_ratios)
+                             / total).to(self.bone_ratios.dtype)
+        self.bone_ratio_count.fill_(float(total))
 
     def _keypoint_losses(self, pred: dict, gt_joints: torch.Tensor,
                          kp_norm: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -429,33 +475,78 @@ class HandMeshHead(BaseModule):
     def camera_frame(self, pred: Dict[str, torch.Tensor],
                      data_samples: Sequence[BaseDataElement]) -> Optional[Dict[str, torch.Tensor]]:
         """The camera-frame hand of :meth:`forward`'s outputs ``pred`` for samples that all carry
-        the crop's ``K`` and one ``img_shape`` (else ``None``): the dict of
-        :func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera` plus ``cam``
-        (B, 3), the camera the depth was read from: the scale ``pred['depth_scale']`` when given,
-        else :meth:`depth_scale`, and (``keypoint_branch``) the least-squares shift of the joints
-        onto the 2.5D keypoints at that scale or (else) ``pred['cam']``'s shift."""
+        the crop's ``K`` and one ``img_shape`` (else ``None``): a dict with ``joints`` (B, J, 3),
+        ``verts`` (B, V, 3) and ``root`` (B, 3), metres. ``pred['root_depth']`` (B,), when
+        given, sets the root's depth (test-time augmentation passes the views' mean). Also
+        ``joints_rel`` / ``verts_rel``: the same hand relative to ``root``.
+
+        * ``keypoint_branch`` (21 joints): the 2.5D keypoints lifted with the perspective camera
+          (:func:`~hybridvit.models.heads.hand_camera.lift_keypoints`) at the root depth that
+          gives their 20 bones the expected lengths
+          (:func:`~hybridvit.models.heads.hand_camera.depth_from_bones`): the sample's reference
+          bone ``scale`` (with ``ref_bone_scale``) times the training labels' mean proportions
+          ``bone_ratios`` (the predicted hand's own proportions before any training), or
+          without a reference bone the predicted hand's bones. The regressed hand is placed on
+          the lifted keypoints by a similarity fit (which gives the vertices); the joints are
+          ``keypoint_weight`` times the keypoints plus the rest times the placed joints, and
+          ``keypoints_2d`` (B, J, 2) their projection (crop pixels), ``mesh_joints_rel``
+          (B, J, 3) the placed joints relative to ``root``.
+        * otherwise: :func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera`
+          with the scale of :meth:`depth_scale` (also ``cam`` (B, 3) in the dict).
+        """
         if not data_samples or not all('K' in ds and 'img_shape' in ds for ds in data_samples):
             return None
         shapes = {tuple(ds.img_shape[:2]) for ds in data_samples}
         if len(shapes) != 1:
             return None
+        h, w = shapes.pop()
         device = pred['joints'].device
         ref = torch.stack([torch.as_tensor(ds.get('scale', 0.0), dtype=torch.float32)
                            .reshape(()) for ds in data_samples]).to(device)
+        if not self.ref_bone_scale:
+            ref = torch.zeros_like(ref)
         K = _stack(data_samples, 'K', device)
-        joints = pred['joints'].detach()
-        scale = pred['depth_scale'] if 'depth_scale' in pred else self.depth_scale(pred)
-        if 'keypoints_uv' in pred:
-            _, shift = fit_weak_perspective(joints[..., :2], pred['keypoints_uv'].detach(),
-                                            scale=scale)
-        else:
-            shift = pred['cam'][:, 1:].detach()
-        cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
-        camera = weak_perspective_to_camera(joints, pred['verts'].detach(), cam, K,
-                                            shapes.pop(),
-                                            ref_bone=ref if self.ref_bone_scale else None)
-        camera['cam'] = cam
-        return camera
+        joints, verts = pred['joints'].detach(), pred['verts'].detach()
+        root_depth = pred.get('root_depth')
+        if not self.lifts_keypoints:
+            scale = self.depth_scale(pred)
+            if 'keypoints_uv' in pred:
+                _, shift = fit_weak_perspective(joints[..., :2], pred['keypoints_uv'].detach(),
+                                                scale=scale)
+            else:
+                shift = pred['cam'][:, 1:].detach()
+            cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
+            camera = weak_perspective_to_camera(joints, verts, cam, K, (h, w), ref_bone=ref,
+                                                root_depth=root_depth)
+            factor = camera['size_factor'][:, None, None]
+            camera.update(cam=cam, joints_rel=joints * factor, verts_rel=verts * factor)
+            return camera
+        half = joints.new_tensor([w, h]) / 2  # pixels per normalised unit
+        points = lift_keypoints((pred['keypoints_uv'].detach() + 1) * half,
+                                pred['keypoints_depth'].detach() * half.mean(), K)  # (B, J, 3)
+        if root_depth is None:
+            lengths = bone_lengths(joints)  # (B, 20) the predicted hand's bones
+            ratios = (self.bone_ratios.expand_as(lengths) if self.bone_ratio_count > 0 else
+                      lengths / lengths[:, HAND_BONES.index(REF_BONE), None].clamp(min=1e-9))
+            lengths = torch.where((ref > 0)[:, None], ref[:, None] * ratios, lengths)
+            root_depth = depth_from_bones(points, lengths)
+        # root-relative parts apart from the root itself (a far root would swamp them in float32)
+        lifted_root = points[:, 0] * root_depth[:, None]  # (B, 3) camera frame
+        points = (points - points[:, :1]) * root_depth[:, None, None]  # (B, J, 3) from the root
+        rot, scale, shift = similarity_fit(joints, points)
+        placed = (scale[:, None, None] * torch.cat([joints, verts], 1) @ rot.transpose(1, 2)
+                  + shift[:, None])  # (B, J + V, 3) from the lifted root
+        fused = (self.keypoint_weight * points
+                 + (1 - self.keypoint_weight) * placed[:, :self.num_joints])
+        offset = fused[:, :1]  # (B, 1, 3) the fused root from the lifted one
+        root = lifted_root + offset[:, 0]
+        joints_rel, placed = fused - offset, placed - offset
+        joints = joints_rel + root[:, None]
+        projected = joints @ K.transpose(1, 2)  # (B, J, 3) homogeneous crop pixels
+        return dict(joints=joints, verts=placed[:, self.num_joints:] + root[:, None], root=root,
+                    joints_rel=joints_rel, verts_rel=placed[:, self.num_joints:],
+                    keypoints_2d=projected[..., :2] / projected[..., 2:],
+                    mesh_joints_rel=placed[:, :self.num_joints])
 
     def predict(self, feats: Sequence[torch.Tensor],
                 data_samples: Optional[Sequence[BaseDataElement]] = None
@@ -464,13 +555,11 @@ class HandMeshHead(BaseModule):
         ``pred_cam`` and ``pred_keypoints_2d`` (pixels of the input image).
 
         Samples that carry the crop's intrinsics ``K`` and ``img_shape`` also get
-        ``pred_joints_cam`` / ``pred_verts_cam`` / ``pred_root``: camera-frame metres, the root
-        recovered from the camera as FreiHAND's ``recover_root`` does (``keypoint_branch``: with
-        the symmetric scale between the joints and the 2.5D keypoints, ``spread_ratio``) and
-        (``ref_bone_scale``) the hand rescaled to the sample's reference bone length ``scale``
-        when it is > 0
-        (:func:`~hybridvit.models.heads.hand_camera.weak_perspective_to_camera`). This is what a
-        FreiHAND submission holds.
+        ``pred_joints_cam`` / ``pred_verts_cam`` / ``pred_root``: the camera-frame hand of
+        :meth:`camera_frame`, built from the model's outputs, ``K`` and the sample's reference
+        bone length ``scale`` (when > 0), which is what a FreiHAND submission holds; their
+        ``pred_joints`` / ``pred_verts`` are then that hand minus its root (rescaled to the
+        reference bone).
         """
         return self.pack_predictions(self(feats), data_samples)
 
@@ -481,7 +570,11 @@ class HandMeshHead(BaseModule):
         :class:`~hybridvit.models.estimators.HandMeshTTAModel` on merged outputs). With a
         ``keypoint_branch`` the samples also get the branch's 2.5D keypoints,
         ``pred_keypoints_uv`` (J, 2) and root-relative ``pred_keypoints_depth`` (J,), both in
-        pixels of the input image (when it has an ``img_shape``; else ``[-1, 1]`` crop units)."""
+        pixels of the input image (when it has an ``img_shape``; else ``[-1, 1]`` crop units).
+        ``pred_keypoints_2d`` is the projection of the camera-frame skeleton when
+        :meth:`camera_frame` gives one (``keypoints_2d``), else the weak-perspective one; then
+        ``pred_mesh_joints`` (J, 3) are the regressed hand's own joints placed with its mesh
+        (root-relative, like ``pred_joints``)."""
         bsz = pred['joints'].shape[0]
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(bsz)]
@@ -489,8 +582,12 @@ class HandMeshHead(BaseModule):
         results = []
         for i, ds in enumerate(data_samples):
             out = ds.clone() if isinstance(ds, BaseDataElement) else BaseDataElement()
-            out.pred_joints = pred['joints'][i].detach()
-            out.pred_verts = pred['verts'][i].detach()
+            if camera is not None:  # the camera-frame hand, root-relative
+                out.pred_joints = camera['joints_rel'][i]
+                out.pred_verts = camera['verts_rel'][i]
+            else:
+                out.pred_joints = pred['joints'][i].detach()
+                out.pred_verts = pred['verts'][i].detach()
             out.pred_cam = pred['cam'][i].detach()
             kp = pred['keypoints_2d_norm'][i].detach()
             uv = pred['keypoints_uv'][i].detach() if 'keypoints_uv' in pred else None
@@ -501,6 +598,8 @@ class HandMeshHead(BaseModule):
                 kp = (kp + 1) * half
                 if uv is not None:
                     uv, depth = (uv + 1) * half, depth * half.mean()
+            if camera is not None and 'keypoints_2d' in camera:
+                kp = camera['keypoints_2d'][i]  # the camera-frame skeleton's projection
             out.pred_keypoints_2d = kp
             if uv is not None:
                 out.pred_keypoints_uv, out.pred_keypoints_depth = uv, depth
@@ -508,5 +607,7 @@ class HandMeshHead(BaseModule):
                 out.pred_joints_cam = camera['joints'][i]
                 out.pred_verts_cam = camera['verts'][i]
                 out.pred_root = camera['root'][i]
+                if 'mesh_joints_rel' in camera:
+                    out.pred_mesh_joints = camera['mesh_joints_rel'][i]
             results.append(out)
         return results
