@@ -73,7 +73,8 @@ class HandMeshTTAModel(BaseTTAModel):
             for ds in sample_views:
                 if 'K' not in ds or 'img_shape' not in ds or 'pred_root' not in ds:
                     raise UserError('HandMeshTTAModel: every view needs the crop intrinsics K and '
-                                    'img_shape (PackHandMeshInputs provides them)')
+                                    'img_shape (PackHandMeshInputs provides them) and the '
+                                    "head's camera-frame prediction pred_root")
 
         def stack(key):  # (B, N, ...) over samples and views
             return torch.stack([torch.stack([torch.as_tensor(ds.get(key)) for ds in v])
