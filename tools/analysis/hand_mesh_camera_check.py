@@ -3,8 +3,8 @@ the mean 2D error of the projected skeleton and (``keypoint_branch`` heads) of t
 keypoints (pixels of the input crop), the root-relative MPJPE, and, as median [p10, p90] over the
 samples, the ratios predicted / true of: the weak-perspective scale (least-squares fit of the
 joints onto their 2D positions: the 2D placement), the scale the recovered depth is read from
-(``depth ~ 1 / scale``; heads without a ``keypoint_branch``, which read the depth from the lifted
-keypoints' bone lengths instead), the spread of the 2D skeleton, the reference bone 9-10, the hand
+(``depth ~ 1 / scale``; only for heads that do not lift a ``keypoint_branch``'s keypoints, which
+read the depth from the lifted bone lengths instead), the spread of the 2D skeleton, the reference bone 9-10, the hand
 size, the angle between the rotations that align the regressed joints and the regressed mesh with
 their labels (0 when the mesh is registered to its own skeleton, which places it) and, where the
 samples carry ``K`` and the camera-frame root, the recovered root depth (what a submission holds)

@@ -32,7 +32,7 @@ faces are known, the edge-length and normal-consistency losses of I2L-MeshNet (M
 ECCV 2020, https://arxiv.org/abs/2008.03713).
 """
 import json
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -506,21 +506,30 @@ class HandMeshHead(BaseModule):
         if not self.ref_bone_scale:
             ref = torch.zeros_like(ref)
         K = _stack(data_samples, 'K', device)
-        joints, verts = pred['joints'].detach(), pred['verts'].detach()
         root_depth = pred.get('root_depth')
-        if not self.lifts_keypoints:
-            scale = self.depth_scale(pred)
-            if 'keypoints_uv' in pred:
-                _, shift = fit_weak_perspective(joints[..., :2], pred['keypoints_uv'].detach(),
-                                                scale=scale)
-            else:
-                shift = pred['cam'][:, 1:].detach()
-            cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
-            camera = weak_perspective_to_camera(joints, verts, cam, K, (h, w), ref_bone=ref,
-                                                root_depth=root_depth)
-            factor = camera['size_factor'][:, None, None]
-            camera.update(cam=cam, joints_rel=joints * factor, verts_rel=verts * factor)
-            return camera
+        if self.lifts_keypoints:
+            return self._lifted_camera_frame(pred, K, ref, (h, w), root_depth)
+        joints, verts = pred['joints'].detach(), pred['verts'].detach()
+        scale = self.depth_scale(pred)
+        if 'keypoints_uv' in pred:
+            _, shift = fit_weak_perspective(joints[..., :2], pred['keypoints_uv'].detach(),
+                                            scale=scale)
+        else:
+            shift = pred['cam'][:, 1:].detach()
+        cam = torch.cat([scale[:, None], shift], dim=1)  # (B, 3)
+        camera = weak_perspective_to_camera(joints, verts, cam, K, (h, w), ref_bone=ref,
+                                            root_depth=root_depth)
+        factor = camera['size_factor'][:, None, None]
+        camera.update(cam=cam, joints_rel=joints * factor, verts_rel=verts * factor)
+        return camera
+
+    def _lifted_camera_frame(self, pred: Dict[str, torch.Tensor], K: torch.Tensor,
+                             ref: torch.Tensor, img_size: Tuple[int, int],
+                             root_depth: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """:meth:`camera_frame` of a ``keypoint_branch`` head with FreiHAND's skeleton: ``K``
+        (B, 3, 3) crop pixels, reference bones ``ref`` (B,; <= 0: unknown), crop ``(h, w)``."""
+        h, w = img_size
+        joints, verts = pred['joints'].detach(), pred['verts'].detach()
         half = joints.new_tensor([w, h]) / 2  # pixels per normalised unit
         points = lift_keypoints((pred['keypoints_uv'].detach() + 1) * half,
                                 pred['keypoints_depth'].detach() * half.mean(), K)  # (B, J, 3)
