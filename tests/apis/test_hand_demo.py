@@ -118,6 +118,15 @@ def test_camera_check_tool_reports_every_ratio(mini_freihand):
     assert 0 < report['2D px (soft-argmax keypoints)'] < 64 * 1.5
     assert 0 < report['2D px (projected skeleton)'] < 64 * 1.5
     assert report['root depth error mm'] > 0  # the samples carry K and the camera-frame root
+    # the submission's error: aligned <= unaligned (the alignment minimises it); at the true
+    # root depth the hand is on the right ray and the right distance
+    pa, cam = report['PA-MPJPE mm'], report['camera-frame MPJPE mm']
+    assert 0 < pa <= cam, report
+    assert 0 < report['camera-frame MPJPE at the true root depth mm'], report
+    assert report['root depth mean |log(pred/true)|'] > 0
+    # the depth read from the true keypoints with 2D errors of the model's size is imprecise but
+    # finite (random weights: errors of tens of pixels)
+    assert 0 < report['root depth mean |log|, true keypoints + noise of that 2D error'] < 5, report
 
     bad = subprocess.run(
         [sys.executable, 'tools/analysis/hand_mesh_camera_check.py', CONFIG, 'none', '--num', '-1'],

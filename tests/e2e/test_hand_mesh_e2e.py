@@ -7,6 +7,7 @@ import shutil
 import sys
 
 import pytest
+from mmengine.config import Config
 
 from e2e_utils import read_metrics, run_tool
 
@@ -27,7 +28,8 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
             f'model.head.faces={data}/mesh_faces.json',
             f'test_evaluator.out_dir={work}/pred']
     run_tool('tools/train.py', CONFIG, '--work-dir', work, *opts)
-    run_tool('tools/test.py', CONFIG, f'{work}/iter_3000.pth', '--work-dir', work + '/test', *opts)
+    checkpoint = f'{work}/iter_{Config.fromfile(CONFIG).train_cfg.max_iters}.pth'
+    run_tool('tools/test.py', CONFIG, checkpoint, '--work-dir', work + '/test', *opts)
     trained = read_metrics(work + '/test')
     baseline_file = str(tmp_path / 'baseline.json')
     # the baseline tool reads the config's data_root: point it at the same data
@@ -54,7 +56,7 @@ def test_hand_mesh_beats_mean_pose(tmp_path):
     for name in ('evaluation_xyz.json', 'evaluation_verts.json'):
         (tmp_path / 'unlabelled' / name).unlink()
     sub = str(tmp_path / 'submission')
-    run_tool('tools/test.py', CONFIG, f'{work}/iter_3000.pth', '--work-dir', work + '/sub',
+    run_tool('tools/test.py', CONFIG, checkpoint, '--work-dir', work + '/sub',
              '--out', sub, *[o.replace(data, unlabelled) for o in opts if 'out_dir' not in o])
     scores = official_eval(data, osp.join(sub, 'pred.json'))
     print(f'official evaluation of the submission (cm): {scores}')

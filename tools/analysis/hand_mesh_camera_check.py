@@ -8,7 +8,12 @@ read the depth from the lifted bone lengths instead), the spread of the 2D skele
 size, the angle between the rotations that align the regressed joints and the regressed mesh with
 their labels (0 when the mesh is registered to its own skeleton, which places it) and, where the
 samples carry ``K`` and the camera-frame root, the recovered root depth (what a submission holds)
-with its mean absolute error.
+with its mean absolute error, and the submission's mean joint error three ways: aligned (PA-MPJPE,
+similarity alignment), in the camera frame (the unaligned MPJPE the server scores) and in the camera
+frame with the true root depth put in (what a perfect depth read-out would score: the rest of the
+unaligned error is the placement and the pose). For heads that lift their keypoints it also reads
+the depth the same way from the *true* 2.5D keypoints with random 2D errors of the model's own
+mean size added (20 seeded draws): how precise the depth can be at that 2D accuracy.
 
     python tools/analysis/hand_mesh_camera_check.py CONFIG CHECKPOINT [--num 64] \
         [--cfg-options test_dataloader.dataset.data_root=DATA]
@@ -42,6 +47,26 @@ def _summary(values):
     return f'{p50:.3f} [{p10:.3f}, {p90:.3f}]'
 
 
+def _depth_error_at_noise(batches, sigma, draws=20):
+    """Mean |log(depth / true depth)| of the bone-length depth read from the true 2.5D keypoints
+    (and the true bone lengths) with iid Gaussian 2D errors of mean length ``sigma`` pixels
+    (seeded): the depth's precision at that 2D accuracy."""
+    import torch
+    from hybridvit.models.heads.hand_camera import (bone_lengths, depth_from_bones,
+                                                    lift_keypoints)
+    gen = torch.Generator().manual_seed(0)
+    errors = []
+    for uv, joints, depth, K in batches:  # (B, J, 2) px, (B, J, 3) root-relative, (B,), (B, 3, 3)
+        focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
+        rel_depth = focal[:, None] * joints[..., 2] / depth[:, None]  # (B, J) pixels
+        for _ in range(draws):
+            noise = torch.randn(uv.shape, generator=gen)
+            noise *= sigma / noise.norm(dim=-1).mean()
+            points = lift_keypoints(uv + noise, rel_depth, K)
+            errors.append((depth_from_bones(points, bone_lengths(joints)) / depth).log().abs())
+    return float(torch.cat(errors).mean())
+
+
 def main():
     args = parse_args()
     if args.num < 0 or args.batch < 1:
@@ -53,7 +78,7 @@ def main():
     import hybridvit.datasets  # noqa: F401
     from hybridvit.apis import init_model
     from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
-    from hybridvit.models.heads.procrustes import procrustes_rotation
+    from hybridvit.models.heads.procrustes import procrustes_rotation, similarity_fit
     from hybridvit.registry import DATASETS
     checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
@@ -62,7 +87,8 @@ def main():
     num = len(dataset) if args.num == 0 else min(args.num, len(dataset))
     stats = {k: [] for k in ('err_2d', 'err_2d_keypoints', 'rr_mpjpe', 'scale', 'depth_scale',
                              'spread', 'bone', 'size', 'root_depth', 'root_depth_err',
-                             'mesh_angle')}
+                             'mesh_angle', 'pa_mpjpe', 'cam_mpjpe', 'cam_mpjpe_true_depth')}
+    noisy_depth_inputs = []
     for start in range(0, num, args.batch):
         batch = pseudo_collate([dataset[i] for i in range(start, min(start + args.batch, num))])
         data = model.data_preprocessor(batch, False)
@@ -95,7 +121,19 @@ def main():
                 depth = camera['root'][:, 2]
                 true_depth = torch.stack([s.gt_root[2] for s in samples]).float()
                 stats['root_depth'] += (depth / true_depth).tolist()
+                if model.head.lifts_keypoints:
+                    noisy_depth_inputs.append(
+                        (gt_2d, gt_j, true_depth, torch.stack([s.K for s in samples]).float()))
                 stats['root_depth_err'] += ((depth - true_depth).abs() * 1000).tolist()
+                gt_cam = gt_j + torch.stack([s.gt_root for s in samples]).float()[:, None]
+                oracle = model.head.camera_frame(dict(out, root_depth=true_depth), samples)
+                for key, joints in (('cam_mpjpe', camera['joints']),
+                                    ('cam_mpjpe_true_depth', oracle['joints'])):
+                    stats[key] += ((joints - gt_cam).norm(dim=-1).mean(1) * 1000).tolist()
+                rot, scale, shift = similarity_fit(camera['joints'], gt_cam)
+                aligned = scale[:, None, None] * camera['joints'] @ rot.transpose(1, 2) + shift[
+                    :, None]  # (B, J, 3) the similarity alignment the FreiHAND metrics use
+                stats['pa_mpjpe'] += ((aligned - gt_cam).norm(dim=-1).mean(1) * 1000).tolist()
         stats['spread'] += (_spread(out['keypoints_2d_norm']) / _spread(gt_norm)).tolist()
         bone = (out['joints'][:, REF_BONE[1]] - out['joints'][:, REF_BONE[0]]).norm(dim=-1)
         gt_bone = (gt_j[:, REF_BONE[1]] - gt_j[:, REF_BONE[0]]).norm(dim=-1)
@@ -122,8 +160,17 @@ def main():
         report['root depth pred/true'] = _summary(stats['root_depth'])
         report['root depth error mm'] = round(sum(stats['root_depth_err']) /
                                               len(stats['root_depth_err']), 1)
+        report['root depth mean |log(pred/true)|'] = round(
+            float(torch.tensor(stats['root_depth']).log().abs().mean()), 3)
+        for key, name in (('pa_mpjpe', 'PA-MPJPE mm'), ('cam_mpjpe', 'camera-frame MPJPE mm'),
+                          ('cam_mpjpe_true_depth', 'camera-frame MPJPE at the true root depth mm')):
+            report[name] = round(sum(stats[key]) / len(stats[key]), 1)
     if stats['err_2d_keypoints']:
         report['2D px (soft-argmax keypoints)'] = round(sum(stats['err_2d_keypoints']) / num, 2)
+    if noisy_depth_inputs and stats['err_2d_keypoints']:
+        sigma = sum(stats['err_2d_keypoints']) / num
+        report['root depth mean |log|, true keypoints + noise of that 2D error'] = round(
+            _depth_error_at_noise(noisy_depth_inputs, sigma), 3)
     print(json.dumps(report, indent=1))
 
 
