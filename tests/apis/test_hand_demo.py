@@ -118,8 +118,8 @@ def test_camera_check_tool_reports_every_ratio(mini_freihand):
     assert 0 < report['2D px (soft-argmax keypoints)'] < 64 * 1.5
     assert 0 < report['2D px (projected skeleton)'] < 64 * 1.5
     assert report['root depth error mm'] > 0  # the samples carry K and the camera-frame root
-    # the submission's error: aligned <= unaligned (the alignment minimises it); at the true
-    # root depth the hand is on the right ray and the right distance
+    # the submission's error: aligned below unaligned (random weights: the unaligned error is
+    # hundreds of mm, the similarity alignment removes the misplacement)
     pa, cam = report['PA-MPJPE mm'], report['camera-frame MPJPE mm']
     assert 0 < pa <= cam, report
     assert 0 < report['camera-frame MPJPE at the true root depth mm'], report
