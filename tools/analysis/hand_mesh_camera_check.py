@@ -71,14 +71,16 @@ def main():
     args = parse_args()
     if args.num < 0 or args.batch < 1:
         raise UserError(f'--num must be >= 0 and --batch >= 1, got {args.num}, {args.batch}')
+    import numpy as np
     import torch
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import DefaultScope
 
     import hybridvit.datasets  # noqa: F401
     from hybridvit.apis import init_model
+    from hybridvit.evaluation.functional import align_w_scale
     from hybridvit.models.heads.hand_camera import REF_BONE, fit_weak_perspective
-    from hybridvit.models.heads.procrustes import procrustes_rotation, similarity_fit
+    from hybridvit.models.heads.procrustes import procrustes_rotation
     from hybridvit.registry import DATASETS
     checkpoint = checkpoint_or_none(args.checkpoint)
     model = init_model(args.config, checkpoint, cfg_options=args.cfg_options)
@@ -130,10 +132,10 @@ def main():
                 for key, joints in (('cam_mpjpe', camera['joints']),
                                     ('cam_mpjpe_true_depth', oracle['joints'])):
                     stats[key] += ((joints - gt_cam).norm(dim=-1).mean(1) * 1000).tolist()
-                rot, scale, shift = similarity_fit(camera['joints'], gt_cam)
-                aligned = scale[:, None, None] * camera['joints'] @ rot.transpose(1, 2) + shift[
-                    :, None]  # (B, J, 3) the similarity alignment the FreiHAND metrics use
-                stats['pa_mpjpe'] += ((aligned - gt_cam).norm(dim=-1).mean(1) * 1000).tolist()
+                for pred_j, gt in zip(camera['joints'].double().numpy(), gt_cam.double().numpy()):
+                    aligned = align_w_scale(gt, pred_j)  # (J, 3) as HandMeshMetric aligns
+                    stats['pa_mpjpe'].append(float(np.linalg.norm(aligned - gt, axis=-1).mean())
+                                             * 1000)
         stats['spread'] += (_spread(out['keypoints_2d_norm']) / _spread(gt_norm)).tolist()
         bone = (out['joints'][:, REF_BONE[1]] - out['joints'][:, REF_BONE[0]]).norm(dim=-1)
         gt_bone = (gt_j[:, REF_BONE[1]] - gt_j[:, REF_BONE[0]]).norm(dim=-1)
